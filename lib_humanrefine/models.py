@@ -153,9 +153,7 @@ def model_path(name: str) -> Path:
         return path
     problem = problem_with(model)
     if problem:
-        raise ModelsMissing(
-            f"HumanRefine model {name} is {problem} in {models_dir()}; run: {FETCH_COMMAND}"
-        )
+        raise ModelsMissing(f"HumanRefine model {name} is {problem} in {models_dir()}; run: {FETCH_COMMAND}")
     _verified.add(path)
     return path
 

@@ -121,17 +121,12 @@ class Letterbox:
         return (xy - (self.pad_x, self.pad_y)) / self.scale
 
 
-def letterbox(
-    image: np.ndarray, size: int, value_range: tuple[float, float], interpolation: int | None = None
-) -> tuple[np.ndarray, Letterbox]:
-    """Resize an RGB uint8 image into a zero-padded square float tensor (1, size, size, 3).
-
-    ``interpolation`` defaults to area averaging when shrinking; ``cv2.INTER_LINEAR`` reproduces
-    MediaPipe's own (bilinear) resampling more closely."""
+def letterbox(image: np.ndarray, size: int, value_range: tuple[float, float]) -> tuple[np.ndarray, Letterbox]:
+    """Resize an RGB uint8 image into a zero-padded square float tensor (1, size, size, 3)."""
     h, w = image.shape[:2]
     scale = size / max(h, w)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-    interp = interpolation if interpolation is not None else cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     resized = cv2.resize(image, (nw, nh), interpolation=interp)
     pad_x, pad_y = (size - nw) // 2, (size - nh) // 2
     canvas = np.zeros((size, size, 3), dtype=np.uint8)
@@ -139,6 +134,20 @@ def letterbox(
     lo, hi = value_range
     # Padding is black in pixel space (MediaPipe's OpenCV converter warps with a zero border,
     # then rescales), so it becomes `lo` in tensor space.
+    tensor = canvas.astype(np.float32) * ((hi - lo) / 255.0) + lo
+    return tensor[None], Letterbox(scale=scale, pad_x=pad_x, pad_y=pad_y, size=size)
+
+
+def letterbox_warp(image: np.ndarray, size: int, value_range: tuple[float, float]) -> tuple[np.ndarray, Letterbox]:
+    """Like ``letterbox`` but sampled exactly as MediaPipe's ImageToTensorCalculator does: one
+    bilinear warp of the whole image onto the square (image corners to tensor edges, fractional
+    padding, zero border). Reproduces MediaPipe's palm detections and landmarks to ~0.1 %."""
+    h, w = image.shape[:2]
+    scale = size / max(h, w)
+    pad_x, pad_y = (size - w * scale) / 2, (size - h * scale) / 2
+    forward = np.array([[scale, 0.0, pad_x], [0.0, scale, pad_y]])
+    canvas = cv2.warpAffine(image, forward, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    lo, hi = value_range
     tensor = canvas.astype(np.float32) * ((hi - lo) / 255.0) + lo
     return tensor[None], Letterbox(scale=scale, pad_x=pad_x, pad_y=pad_y, size=size)
 

@@ -4,6 +4,7 @@ follow MediaPipe: relative depth on the same scale as x, smaller = nearer the ca
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import numpy as np
 
@@ -19,7 +20,7 @@ FINGERS = {  # name -> landmark indices from the knuckle (MCP/CMC) to the tip
     "pinky": (17, 18, 19, 20),
 }
 HAND_CONNECTIONS = [(0, 1), (0, 5), (0, 17), (5, 9), (9, 13), (13, 17)] + [
-    (a, b) for idx in FINGERS.values() for a, b in zip(idx, idx[1:])
+    (a, b) for idx in FINGERS.values() for a, b in pairwise(idx)
 ]
 
 # MediaPipe pose landmark indices (33 landmarks)

@@ -1,0 +1,146 @@
+"""Benchmark on a labelled folder: separation (AUROC, recall at ≤ 10 % false alarms), coverage
+and latency. The image score is its highest part score.
+
+AUROC and recall are a few lines of numpy; pulling in scikit-learn for two formulas is not worth
+a dependency inside the WebUIs' environments.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+from .errors import BadImage
+
+
+@dataclass
+class Labelled:
+    path: Path
+    label: int  # 1 = malformed, 0 = normal
+    kind: str = ""
+
+
+def load_labels(csv_path: Path, data_dir: Path) -> list[Labelled]:
+    """Rows ``path,label[,kind]``; paths relative to the CSV's folder."""
+    if not csv_path.is_file():
+        raise BadImage(f"{csv_path}: labels file not found (columns path,label[,kind])")
+    rows = []
+    with open(csv_path, newline="") as fh:
+        for n, row in enumerate(csv.DictReader(fh), start=2):
+            try:
+                label = int(row["label"])
+                path = csv_path.parent / row["path"]
+            except (KeyError, TypeError, ValueError):
+                raise BadImage(f"{csv_path}:{n}: need columns path,label[,kind] with label 0 or 1") from None
+            if label not in (0, 1):
+                raise BadImage(f"{csv_path}:{n}: label must be 0 or 1, got {label}")
+            rows.append(Labelled(path, label, (row.get("kind") or "").strip()))
+    if not rows:
+        raise BadImage(f"{csv_path}: no rows")
+    return rows
+
+
+def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Probability a random positive outscores a random negative (ties count half)."""
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    greater = (pos[:, None] > neg[None, :]).sum()
+    ties = (pos[:, None] == neg[None, :]).sum()
+    return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
+
+
+def recall_at_fpr(scores: np.ndarray, labels: np.ndarray, max_fpr: float = 0.10) -> tuple[float, float]:
+    """Best recall over thresholds whose false-alarm rate is ≤ ``max_fpr``; returns (recall, threshold)."""
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan"), float("nan")
+    best = (0.0, float("inf"))
+    for t in np.unique(np.concatenate([scores, [np.inf]])):
+        if (neg >= t).mean() <= max_fpr:
+            recall = float((pos >= t).mean())
+            if recall > best[0]:
+                best = (recall, float(t))
+    return best
+
+
+def rss_mb() -> float:
+    """Resident set size of this process in MB (Linux /proc; 0 where unavailable)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+    except (OSError, ValueError, AttributeError):
+        return 0.0
+
+
+def run_bench(
+    items: list[Labelled], threshold: float | None = None, tta: bool = True, progress: TextIO | None = None
+) -> dict:
+    from .detect import detect
+    from .diagnose import DEFAULT_THRESHOLD, diagnose_detections
+    from .images import load_image
+
+    threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+    rss_start = rss_mb()
+    scores, labels, kinds, latencies, hands_found, per_kind_parts = [], [], [], [], [], {}
+    for item in items:
+        image = load_image(item.path)
+        start = time.perf_counter()
+        detections = detect(image)
+        diagnosis = diagnose_detections(image, detections, threshold=threshold, tta=tta)
+        latencies.append((time.perf_counter() - start) * 1000.0)
+        scores.append(diagnosis.score)
+        labels.append(item.label)
+        kinds.append(item.kind)
+        if item.label == 1:
+            hands_found.append(bool(detections.hands))
+        for part in diagnosis.parts:
+            per_kind_parts.setdefault(part.kind, []).append((part.score, item.label))
+        if progress:
+            print(
+                f"{item.path.name:50} label={item.label} score={diagnosis.score:.3f} {latencies[-1]:.0f} ms",
+                file=progress,
+            )
+    s, y = np.array(scores), np.array(labels)
+    recall, t_at = recall_at_fpr(s, y)
+    lat = np.array(latencies[1:] if len(latencies) > 1 else latencies)  # first call includes model loading
+    result = {
+        "n_pos": int((y == 1).sum()),
+        "n_neg": int((y == 0).sum()),
+        "auroc": round(auroc(s, y), 4),
+        "recall_at_fpr10": round(recall, 4),
+        "threshold_at_fpr10": None if not np.isfinite(t_at) else round(t_at, 4),
+        "hands_found_in_positives": round(float(np.mean(hands_found)), 4) if hands_found else None,
+        "latency_ms_p50": round(float(np.percentile(lat, 50)), 1),
+        "latency_ms_p95": round(float(np.percentile(lat, 95)), 1),
+        "flagged_at_threshold": {
+            "threshold": threshold,
+            "recall": round(float((s[y == 1] >= threshold).mean()), 4) if (y == 1).any() else None,
+            "false_alarms": round(float((s[y == 0] >= threshold).mean()), 4) if (y == 0).any() else None,
+        },
+        "rss_mb_extra": round(rss_mb() - rss_start, 1),
+    }
+    # Parts: the best part score of each kind against the image label (images without that kind skipped).
+    result["by_part_kind"] = {
+        kind: {"n_parts": len(rows), "mean_score_pos": _mean([sc for sc, lb in rows if lb == 1]),
+               "mean_score_neg": _mean([sc for sc, lb in rows if lb == 0])}
+        for kind, rows in sorted(per_kind_parts.items())
+    }  # fmt: skip
+    if any(kinds):
+        result["by_image_kind"] = {
+            kind: {"n": int(sum(k == kind for k in kinds)),
+                   "mean_score": round(float(np.mean([sc for sc, k in zip(scores, kinds) if k == kind])), 4),
+                   "flagged": round(float(np.mean([sc >= threshold for sc, k in zip(scores, kinds) if k == kind])), 4)}
+            for kind in sorted(set(kinds))
+        }  # fmt: skip
+    return result
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(float(np.mean(values)), 4) if values else None

@@ -1,0 +1,147 @@
+"""Command line: ``python -m lib_humanrefine diagnose|bench|models``.
+
+Exit codes: 0 success, 2 bad arguments / unreadable input / missing models (one-line message).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import models
+from .errors import BadImage, HumanRefineError
+
+EXIT_OK, EXIT_USAGE = 0, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports errors in one line."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _threshold(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"threshold must be between 0 and 1, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m lib_humanrefine", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--models-dir", type=Path, help=f"models folder (default: ${models.ENV_MODELS_DIR} or the user cache)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    d = sub.add_parser("diagnose", help="diagnose images or folders; writes overlays and report.json")
+    d.add_argument("paths", nargs="+", help="image files or folders")
+    d.add_argument("--out", type=Path, default=Path("humanrefine-out"), help="output folder (default: %(default)s)")
+    d.add_argument("--threshold", type=_threshold, default=None, help="score at which an image is 'suspect' (0-1)")
+    d.add_argument("--no-tta", action="store_true", help="skip the landmark-stability re-runs (faster, less accurate)")
+    d.add_argument("--no-overlay", action="store_true", help="write report.json only")
+
+    b = sub.add_parser("bench", help="score a labelled folder: AUROC, recall at 10%% false alarms, latency")
+    b.add_argument("--data", type=Path, required=True, help="folder with images")
+    b.add_argument("--labels", type=Path, help="CSV with path,label[,kind] (default: DATA/labels.csv)")
+    b.add_argument("--json", type=Path, help="also write the figures to this file")
+    b.add_argument("--threshold", type=_threshold, default=None)
+    b.add_argument("--no-tta", action="store_true")
+
+    m = sub.add_parser("models", help="fetch or check the MediaPipe model files")
+    m.add_argument("action", choices=["fetch", "check"])
+    m.add_argument("--wheel", type=Path, help="use this already-downloaded mediapipe-0.10.21 wheel (offline)")
+    m.add_argument("--force", action="store_true", help="re-extract even if the files are intact")
+    return parser
+
+
+def cmd_models(args) -> int:
+    if args.action == "fetch":
+        written = models.fetch(wheel=args.wheel, force=args.force)
+        state = f"wrote {len(written)} files" if written else "already present"
+        print(f"models: {state} in {models.models_dir()}")
+    problems = {k: v for k, v in models.check().items() if v}
+    for name, problem in problems.items():
+        print(f"  {name}: {problem}")
+    if problems:
+        print(f"models: {len(problems)} problem(s) in {models.models_dir()}; run: {models.FETCH_COMMAND}")
+        return EXIT_USAGE
+    print(f"models: all {len(models.MODELS)} files verified (SHA-256) in {models.models_dir()}")
+    return EXIT_OK
+
+
+def cmd_diagnose(args) -> int:
+    from .detect import detect
+    from .diagnose import DEFAULT_THRESHOLD, diagnose_detections
+    from .diagnose.overlay import draw_overlay
+    from .diagnose.report import image_dict, report_dict
+    from .images import find_images, load_image
+
+    for name in models.MODELS:  # fail early, in one line, before any work
+        models.model_path(name)
+    paths = find_images(args.paths)
+    if not paths:
+        raise BadImage("no image files found in " + " ".join(args.paths))
+    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows, bad = [], 0
+    print(f"{'image':40} {'verdict':8} {'score':>5}  {'ppl':>3} {'hands':>5} {'faces':>5}  top part")
+    for i, path in enumerate(paths):
+        try:
+            image = load_image(path)
+        except BadImage as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            bad += 1
+            continue
+        import time
+
+        start = time.perf_counter()
+        detections = detect(image)
+        diagnosis = diagnose_detections(image, detections, threshold=threshold, tta=not args.no_tta)
+        diagnosis.timings_ms["total"] = (time.perf_counter() - start) * 1000.0
+        entry = image_dict(diagnosis, str(path))
+        if not args.no_overlay:
+            overlay_name = f"{i:04d}_{path.stem}_overlay.png"
+            from PIL import Image
+
+            Image.fromarray(draw_overlay(image, detections, diagnosis)).save(args.out / overlay_name)
+            entry["overlay"] = overlay_name
+        rows.append(entry)
+        top = diagnosis.flagged()[:1] or sorted(diagnosis.parts, key=lambda p: -p.score)[:1]
+        top_text = f"{top[0].label()} {top[0].score:.2f} {'; '.join(top[0].reasons[:1])}" if top else "-"
+        print(
+            f"{str(path)[-40:]:40} {diagnosis.verdict:8} {diagnosis.score:5.2f}  {len(detections.people):3d} "
+            f"{len(detections.hands):5d} {len(detections.faces):5d}  {top_text}"
+        )
+    (args.out / "report.json").write_text(json.dumps(report_dict(rows), indent=1))
+    suspect = sum(r["verdict"] == "suspect" for r in rows)
+    print(f"{len(rows)} image(s): {suspect} suspect; report: {args.out / 'report.json'}")
+    return EXIT_USAGE if bad else EXIT_OK
+
+
+def cmd_bench(args) -> int:
+    from .bench import load_labels, run_bench
+
+    labels = load_labels(args.labels or args.data / "labels.csv", args.data)
+    result = run_bench(labels, threshold=args.threshold, tta=not args.no_tta, progress=sys.stderr)
+    text = json.dumps(result, indent=1)
+    print(text)
+    if args.json:
+        args.json.write_text(text)
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.models_dir:
+        models.set_models_dir(args.models_dir)
+    try:
+        return {"models": cmd_models, "diagnose": cmd_diagnose, "bench": cmd_bench}[args.command](args)
+    except HumanRefineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,55 @@
+"""Diagnosis stage: turn detections into scored, explained parts and an image verdict."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..detect import Detections, detect
+from .bodies import body_signals
+from .faces import face_signals
+from .hands import hand_signals
+from .types import Diagnosis, Part, Signal
+
+__all__ = ["DEFAULT_THRESHOLD", "Diagnosis", "Part", "diagnose", "diagnose_detections"]
+
+DEFAULT_THRESHOLD = 0.5
+
+
+def diagnose_detections(
+    image: np.ndarray, detections: Detections, threshold: float = DEFAULT_THRESHOLD, tta: bool = True
+) -> Diagnosis:
+    """Score every detected hand, face and person of an image."""
+    parts: list[Part] = []
+    for i, hand in enumerate(detections.hands):
+        signals = hand_signals(image, hand, tta=tta)
+        if hand.person is None and detections.people:
+            signals.append(Signal("floating_hand", 1.0, 0.2, "hand not attached to any detected person", "hand"))
+        if hand.extra.get("shares_wrist"):
+            signals.append(Signal("shared_wrist", 1.0, 0.5, "a second hand at the same wrist", "hand"))
+        parts.append(Part("hand", hand.side, hand.person, hand.box, "hand", signals, index=i))
+    for i, face in enumerate(detections.faces):
+        parts.append(Part("face", None, face.person, face.box, "face", face_signals(face), index=i))
+    for p, person in enumerate(detections.people):
+        parts.append(Part("body", None, p, person.box, "body", body_signals(p, detections), index=p))
+    people = [
+        {
+            "index": p,
+            "box": [round(v, 1) for v in person.box],
+            "score": round(person.score, 3),
+            "hands": [i for i, h in enumerate(detections.hands) if h.person == p],
+            "faces": [i for i, f in enumerate(detections.faces) if f.person == p],
+        }
+        for p, person in enumerate(detections.people)
+    ]
+    return Diagnosis(detections.width, detections.height, parts, threshold, people, dict(detections.timings_ms))
+
+
+def diagnose(image: np.ndarray, threshold: float = DEFAULT_THRESHOLD, tta: bool = True) -> Diagnosis:
+    """Detect and diagnose one H x W x 3 uint8 RGB image."""
+    start = time.perf_counter()
+    detections = detect(image)
+    result = diagnose_detections(image, detections, threshold=threshold, tta=tta)
+    result.timings_ms["total"] = (time.perf_counter() - start) * 1000.0
+    return result

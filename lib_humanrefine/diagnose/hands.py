@@ -1,0 +1,130 @@
+"""Hand signals: anatomy of the 3D skeleton and how stable the landmark model is on the crop.
+
+MediaPipe fits a plausible five-finger skeleton even to a six-finger hand (presence 0.997),
+so model confidence is not used; these signals look for what a real hand cannot do.
+"""
+
+from __future__ import annotations
+
+import math
+from itertools import pairwise
+
+import numpy as np
+
+from ..detect import hands as hand_detector
+from ..detect.geometry import Roi
+from ..detect.types import FINGERS, Hand
+from .types import Signal, ramp
+
+BONE_NAMES = {
+    "thumb": ("metacarpal", "proximal", "distal"),
+    "index": ("proximal", "middle", "distal"),
+    "middle": ("proximal", "middle", "distal"),
+    "ring": ("proximal", "middle", "distal"),
+    "pinky": ("proximal", "middle", "distal"),
+}
+
+# Bone length / palm length (wrist -> middle-finger knuckle) of a normal hand, in MediaPipe's
+# 3D world landmarks. Medians over real photographed hands, rounded; they agree with
+# anthropometric phalanx proportions (proximal : middle : distal ≈ 1 : 0.6 : 0.5).
+BONE_NORMS = {
+    "thumb": (0.45, 0.36, 0.31),
+    "index": (0.43, 0.25, 0.22),
+    "middle": (0.47, 0.29, 0.23),
+    "ring": (0.43, 0.27, 0.22),
+    "pinky": (0.33, 0.20, 0.19),
+}
+BONE_RATIO_START, BONE_RATIO_FULL = 1.6, 2.6  # × or ÷ the norm
+SIDEWAYS_START, SIDEWAYS_FULL = 35.0, 70.0  # degrees at the two outer finger joints
+INSTABILITY_START, INSTABILITY_FULL = 0.06, 0.20  # mean landmark shift / hand size
+MIN_HAND_PX = 24.0  # below this the skeleton is too coarse to judge anatomy
+
+
+def _world(hand: Hand) -> np.ndarray:
+    return hand.world if hand.world is not None else hand.landmarks
+
+
+def bone_ratio_signal(hand: Hand) -> Signal:
+    """The bone furthest from its normal share of the palm length."""
+    w = _world(hand)
+    palm = float(np.linalg.norm(w[9] - w[0])) or 1e-6
+    worst_dev, reason = 1.0, "bone ratios normal"
+    for finger, idx in FINGERS.items():
+        for k, (a, b) in enumerate(pairwise(idx)):
+            ratio = float(np.linalg.norm(w[b] - w[a])) / palm / BONE_NORMS[finger][k]
+            dev = max(ratio, 1.0 / max(ratio, 1e-6))
+            if dev > worst_dev:
+                worst_dev = dev
+                reason = f"{finger} finger {BONE_NAMES[finger][k]} bone {ratio:.1f}x the normal ratio"
+    return Signal("bone_ratio", round(worst_dev, 3), ramp(worst_dev, BONE_RATIO_START, BONE_RATIO_FULL), reason, "hand")
+
+
+def _palm_normal(w: np.ndarray) -> np.ndarray:
+    n = np.cross(w[5] - w[0], w[17] - w[0])
+    return n / (np.linalg.norm(n) or 1.0)
+
+
+def sideways_bend_signal(hand: Hand) -> Signal:
+    """Fingers bend towards the palm; a sharp sideways bend at the outer joints is not anatomical."""
+    w = _world(hand)
+    normal = _palm_normal(w)
+    worst = (0.0, "")
+    for finger, (mcp, pip, dip, tip) in FINGERS.items():
+        if finger == "thumb":
+            continue
+        for joint, (a, b, c) in (("middle", (mcp, pip, dip)), ("outer", (pip, dip, tip))):
+            prev, nxt = w[b] - w[a], w[c] - w[b]
+            lateral = np.cross(prev, normal)
+            norm = np.linalg.norm(lateral) * np.linalg.norm(nxt)
+            if norm < 1e-9:
+                continue
+            angle = math.degrees(math.asin(min(1.0, abs(float(np.dot(lateral, nxt))) / norm)))
+            if angle > worst[0]:
+                worst = (angle, f"{finger} finger bends {angle:.0f}° sideways at the {joint} joint")
+    angle, reason = worst
+    return Signal("sideways_bend", round(angle, 1), ramp(angle, SIDEWAYS_START, SIDEWAYS_FULL), reason, "hand")
+
+
+def crossing_signal(hand: Hand) -> Signal:
+    """Fingertips out of the knuckles' order across the palm (crossed or swapped fingers)."""
+    lm = hand.landmarks[:, :2]
+    axis = lm[17] - lm[5]  # index knuckle -> pinky knuckle
+    tips = [float(np.dot(lm[i], axis)) for i in (8, 12, 16, 20)]
+    inversions = sum(1 for i in range(4) for j in range(i + 1, 4) if tips[i] > tips[j])
+    return Signal(
+        "crossing", inversions, ramp(inversions, 1, 3),
+        f"{inversions} fingertip pair(s) out of order across the palm", "hand",
+    )  # fmt: skip
+
+
+def instability_signal(image: np.ndarray, hand: Hand) -> Signal:
+    """Re-run the landmark model on the mirrored crop and with the lite model: a real hand gives
+    the same skeleton, a malformed one makes the model guess differently each time."""
+    cx, cy, w, h, rot = hand.roi
+    base = hand.landmarks[:, :2]
+    size = max(hand.size, 1.0)
+    shifts = []
+    for roi, model in ((Roi(cx, cy, -w, h, rot), "full"), (Roi(cx, cy, w, h, rot), "lite")):
+        other = hand_detector.landmarks_in_roi(image, roi, model=model)
+        if other is None:
+            shifts.append(INSTABILITY_FULL)  # the model lost the hand altogether
+            continue
+        shifts.append(float(np.linalg.norm(other.landmarks[:, :2] - base, axis=1).mean()) / size)
+    value = float(np.mean(shifts))
+    hand.extra["instability"] = round(value, 4)
+    return Signal(
+        "instability", round(value, 4), ramp(value, INSTABILITY_START, INSTABILITY_FULL),
+        f"landmarks shift {value * 100:.0f}% of hand size when the crop is mirrored or re-modelled", "hand",
+    )  # fmt: skip
+
+
+def hand_signals(image: np.ndarray, hand: Hand, tta: bool = True) -> list[Signal]:
+    """Every hand signal; anatomy ones are damped on hands too small to judge."""
+    signals = [bone_ratio_signal(hand), sideways_bend_signal(hand), crossing_signal(hand)]
+    if hand.size < MIN_HAND_PX:
+        damp = hand.size / MIN_HAND_PX
+        for s in signals:
+            s.score *= damp
+    if tta:
+        signals.append(instability_signal(image, hand))
+    return signals

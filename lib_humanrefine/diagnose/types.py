@@ -1,0 +1,92 @@
+"""Diagnosis records: one ``Part`` per hand, face or body, each with an anomaly score in [0, 1],
+an AbHuman-aligned category and the reasons that produced the score."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..detect.types import Box
+
+# AbHuman's box-level classes (Abnormal Head/Neck/Body/Arm/Hand/Leg/Foot/Multi), lower-cased.
+CATEGORIES = ("hand", "face", "head", "neck", "arm", "leg", "foot", "body", "multi")
+KINDS = ("hand", "face", "body")
+
+
+def ramp(value: float, start: float, full: float) -> float:
+    """0 at ``start``, 1 at ``full`` (either direction), linear in between."""
+    if full == start:
+        return float(value >= full)
+    return float(min(1.0, max(0.0, (value - start) / (full - start))))
+
+
+@dataclass
+class Signal:
+    """One piece of evidence: a measured value, its anomaly score in [0, 1], and why."""
+
+    name: str
+    value: float
+    score: float
+    reason: str
+    category: str = ""  # overrides the part's category when this signal dominates
+
+
+def combine(signals: list[Signal]) -> float:
+    """Noisy-or: independent pieces of evidence add up, none can exceed 1."""
+    keep = 1.0
+    for s in signals:
+        keep *= 1.0 - min(max(s.score, 0.0), 1.0)
+    return 1.0 - keep
+
+
+@dataclass
+class Part:
+    kind: str  # "hand" | "face" | "body"
+    side: str | None  # "left" | "right" for hands, None otherwise
+    person: int | None  # index into the image's people, None = unlinked
+    box: Box
+    category: str
+    signals: list[Signal] = field(default_factory=list)
+    index: int | None = None  # index into Detections.hands/faces (None for synthetic parts)
+
+    REASON_MIN = 0.15  # signals weaker than this are kept in ``signals`` but not told as reasons
+
+    @property
+    def score(self) -> float:
+        return combine(self.signals)
+
+    @property
+    def reasons(self) -> list[str]:
+        strong = sorted((s for s in self.signals if s.score >= self.REASON_MIN), key=lambda s: -s.score)
+        return [s.reason for s in strong]
+
+    @property
+    def main_category(self) -> str:
+        strong = [s for s in self.signals if s.category and s.score >= self.REASON_MIN]
+        return max(strong, key=lambda s: s.score).category if strong else self.category
+
+    def label(self) -> str:
+        who = f"P{self.person + 1} " if self.person is not None else ""
+        side = f"{self.side} " if self.side else ""
+        return f"{who}{side}{self.kind}"
+
+
+@dataclass
+class Diagnosis:
+    width: int
+    height: int
+    parts: list[Part]
+    threshold: float
+    people: list[dict] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def score(self) -> float:
+        """The image's score: its highest part score (0 when nothing was found)."""
+        return max((p.score for p in self.parts), default=0.0)
+
+    @property
+    def verdict(self) -> str:
+        return "suspect" if self.score >= self.threshold else "ok"
+
+    def flagged(self) -> list[Part]:
+        return sorted((p for p in self.parts if p.score >= self.threshold), key=lambda p: -p.score)

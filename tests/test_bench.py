@@ -1,0 +1,41 @@
+import numpy as np
+import pytest
+
+from lib_humanrefine.bench import auroc, load_labels, recall_at_fpr
+from lib_humanrefine.errors import BadImage
+
+
+def test_auroc_perfect_random_and_ties():
+    y = np.array([1, 1, 0, 0])
+    assert auroc(np.array([0.9, 0.8, 0.1, 0.2]), y) == 1.0
+    assert auroc(np.array([0.1, 0.2, 0.9, 0.8]), y) == 0.0
+    assert auroc(np.array([0.5, 0.5, 0.5, 0.5]), y) == 0.5
+
+
+def test_auroc_matches_pairwise_count():
+    rng = np.random.default_rng(0)
+    s, y = rng.random(50), rng.integers(0, 2, 50)
+    pairs = [(a > b) + 0.5 * (a == b) for a in s[y == 1] for b in s[y == 0]]
+    assert auroc(s, y) == pytest.approx(np.mean(pairs))
+
+
+def test_recall_at_fpr_respects_the_false_alarm_cap():
+    neg = np.linspace(0, 1, 10)  # one negative per 0.1 step; at most 1 of 10 may pass
+    pos = np.array([0.95, 0.85, 0.5, 0.2])
+    s = np.concatenate([pos, neg])
+    y = np.array([1] * 4 + [0] * 10)
+    recall, threshold = recall_at_fpr(s, y, 0.10)
+    assert (neg >= threshold).mean() <= 0.10
+    assert recall == 0.25  # only 0.95 beats every negative but the top one (1.0)
+
+
+def test_labels_csv_errors(tmp_path):
+    (tmp_path / "labels.csv").write_text("path,label\na.png,3\n")
+    with pytest.raises(BadImage, match="0 or 1"):
+        load_labels(tmp_path / "labels.csv", tmp_path)
+    (tmp_path / "l2.csv").write_text("file,y\na.png,1\n")
+    with pytest.raises(BadImage, match="columns"):
+        load_labels(tmp_path / "l2.csv", tmp_path)
+    (tmp_path / "l3.csv").write_text("path,label,kind\nx/a.png,1,gen\n")
+    rows = load_labels(tmp_path / "l3.csv", tmp_path)
+    assert rows[0].path == tmp_path / "x" / "a.png" and rows[0].kind == "gen"
