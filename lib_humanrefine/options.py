@@ -124,7 +124,7 @@ def parse_script_args(args: Sequence[object] | dict | None) -> ScriptArgs:
     unknown = sorted(set(values) - known)
     if unknown:
         raise BadOptions(
-            f"HumanRefine: unknown option(s) {', '.join(map(str, unknown))}; known: {', '.join(sorted(known))}"
+            f"HumanRefine: unknown option(s) {', '.join(map(repr, unknown))}; known: {', '.join(sorted(known))}"
         )
     return ScriptArgs(**{o.key: _coerce(o, values.get(o.key)) for o in SCRIPT_OPTIONS})
 

@@ -24,8 +24,7 @@ def _interpreter_class():
         from ai_edge_litert.interpreter import Interpreter
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise HumanRefineError(
-            "HumanRefine needs the LiteRT runtime: pip install ai-edge-litert==2.3.0 "
-            f"(import failed: {exc})"
+            f"HumanRefine needs the LiteRT runtime: pip install ai-edge-litert==2.3.0 (import failed: {exc})"
         ) from None
     return Interpreter
 
