@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-
 # --- SSD anchors ---------------------------------------------------------------------------
 
 
