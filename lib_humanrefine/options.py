@@ -111,7 +111,8 @@ def parse_script_args(args: Sequence[object] | dict | None) -> ScriptArgs:
         args = ()
     if isinstance(args, dict):
         values = args
-    elif len(args) == 1 and isinstance(args[0], dict):
+    elif args and isinstance(args[0], dict):
+        # {"args": [{...}]}: the WebUI fills the remaining slots with UI defaults; the dict rules.
         values = args[0]
     else:
         if len(args) > len(SCRIPT_OPTIONS):

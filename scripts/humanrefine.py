@@ -34,7 +34,7 @@ class HumanRefineScript(scripts.Script):
     def postprocess_image_after_composite(self, p, pp, *args):
         state = self._jobs.get(id(p))
         if state is not None:
-            webui.diagnose_image(p, state, pp.image, getattr(pp, "index", None))
+            webui.diagnose_image(p, state, pp.image)
 
     def postprocess(self, p, processed, *args):
         state = self._jobs.pop(id(p), None)

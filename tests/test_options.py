@@ -24,6 +24,8 @@ def test_any_api_payload_parses_or_fails_clearly(payload):
 def test_positional_and_dict_forms_agree():
     assert parse_script_args([True, "diagnose", 0.4]) == parse_script_args([{"enabled": True, "threshold": 0.4}])
     assert parse_script_args({"enabled": "true"}).enabled is True
+    # the WebUI pads API args with the UI defaults after the dict
+    assert parse_script_args([{"enabled": True, "threshold": 0.3}, "diagnose", 0.5]).threshold == 0.3
     assert parse_script_args([]) == ScriptArgs()  # missing trailing args keep defaults
     assert parse_script_args([True]).threshold == SCRIPT_OPTIONS[2].default
 

@@ -158,3 +158,23 @@ def test_ui_uses_only_arguments_gradio3_and_4_share(webui_stubs, monkeypatch):
     assert "HumanRefine threshold" in script.paste_field_names
     enabled_field = script.infotext_fields[0][1]
     assert enabled_field({"HumanRefine": "ok 0.10"}) is True and enabled_field({}) is False
+
+
+def test_batches_keep_each_images_own_summary(webui_stubs, astronaut):
+    """n_iter=2, batch_size=2: create_infotext gets the position in the batch as ``index`` while
+    Forge's pp.index counts across batches; each image must still get its own line."""
+    script = webui_stubs.module.HumanRefineScript()
+    p = make_p()
+    p.batch_size = 2
+    script.process(p, True)
+    blank = Image.new("RGB", (128, 128), (90, 90, 90))
+    person = Image.fromarray(astronaut)
+    expected = {}
+    for iteration in range(2):
+        p.iteration = iteration
+        for batch_index, image in enumerate([person, blank] if iteration == 0 else [blank, person]):
+            p.batch_index = batch_index
+            pp = SimpleNamespace(image=image, index=batch_index + iteration * p.batch_size)
+            script.postprocess_image_after_composite(p, pp)
+            expected[(iteration, batch_index)] = "0 people" not in create_infotext_value(p, batch_index)
+    assert expected == {(0, 0): True, (0, 1): False, (1, 0): False, (1, 1): True}

@@ -82,16 +82,18 @@ def start_job(p, raw_args) -> JobState | None:
     return state
 
 
-def diagnose_image(p, state: JobState, image, batch_index: int | None = None) -> None:
-    """From the per-image hook: diagnose the final (composited) PIL image."""
+def diagnose_image(p, state: JobState, image) -> None:
+    """From the per-image hook: diagnose the final (composited) PIL image.
+
+    Keyed by ``p.batch_index`` (the position create_infotext receives as ``index``); Forge's
+    ``pp.index`` counts across batches and would not match it."""
     from ..detect import detect
     from ..diagnose import diagnose_detections
     from ..diagnose.report import summary
     from ..images import to_rgb_array
     from ..models import set_models_dir
 
-    index = batch_index if batch_index is not None else getattr(p, "batch_index", 0)
-    key = (getattr(p, "iteration", 0), index)
+    key = (getattr(p, "iteration", 0), getattr(p, "batch_index", 0))
     try:
         models_dir = webui_models_dir()
         if models_dir:
