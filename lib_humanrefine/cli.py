@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     d = sub.add_parser("diagnose", help="diagnose images or folders; writes overlays and report.json")
-    d.add_argument("paths", nargs="+", help="image files or folders")
+    d.add_argument("paths", nargs="*", help="image files or folders")
+    d.add_argument("--samples", action="store_true", help="also diagnose the photos scikit-image/matplotlib ship")
     d.add_argument("--out", type=Path, default=Path("humanrefine-out"), help="output folder (default: %(default)s)")
     d.add_argument("--threshold", type=_threshold, default=None, help="score at which an image is 'suspect' (0-1)")
     d.add_argument("--no-tta", action="store_true", help="skip the landmark-stability re-runs (faster, less accurate)")
@@ -73,6 +74,24 @@ def cmd_models(args) -> int:
     return EXIT_OK
 
 
+def sample_images() -> list[Path]:
+    """Photos of people shipped inside installed packages (none is bundled with HumanRefine)."""
+    found = []
+    try:
+        import skimage.data
+
+        found += [Path(skimage.data.__file__).parent / name for name in ("astronaut.png",)]
+    except ImportError:
+        pass
+    try:
+        from matplotlib import cbook
+
+        found.append(Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
+    except (ImportError, OSError, ValueError):
+        pass
+    return [p for p in found if p.is_file()]
+
+
 def cmd_diagnose(args) -> int:
     from .detect import detect
     from .diagnose import DEFAULT_THRESHOLD, diagnose_detections
@@ -82,9 +101,11 @@ def cmd_diagnose(args) -> int:
 
     for name in models.MODELS:  # fail early, in one line, before any work
         models.model_path(name)
-    paths = find_images(args.paths)
+    if not args.paths and not args.samples:
+        raise BadImage("give image files or folders to diagnose, or --samples")
+    paths = find_images(args.paths) + (sample_images() if args.samples else [])
     if not paths:
-        raise BadImage("no image files found in " + " ".join(args.paths))
+        raise BadImage("no image files found in " + " ".join(map(str, args.paths or ["the sample packages"])))
     threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
     args.out.mkdir(parents=True, exist_ok=True)
     rows, bad = [], 0
