@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from synthetic import face_with_eyes, normal_hand, person, stretch_bone
 
 from lib_humanrefine.detect.link import link_faces, link_hands
@@ -6,7 +7,15 @@ from lib_humanrefine.detect.types import FINGERS, Detections
 from lib_humanrefine.diagnose import diagnose_detections
 from lib_humanrefine.diagnose.bodies import body_signals
 from lib_humanrefine.diagnose.faces import face_signals
-from lib_humanrefine.diagnose.hands import bone_ratio_signal, crossing_signal, sideways_bend_signal
+from lib_humanrefine.diagnose.hands import (
+    BONE_RATIO_FULL,
+    BONE_RATIO_START,
+    SIDEWAYS_FULL,
+    SIDEWAYS_START,
+    bone_ratio_signal,
+    crossing_signal,
+    sideways_bend_signal,
+)
 from lib_humanrefine.diagnose.report import summary
 from lib_humanrefine.diagnose.types import Signal, combine, ramp
 
@@ -19,9 +28,11 @@ def test_normal_hand_scores_zero():
 
 
 def test_long_ring_finger_bone_is_named_with_its_ratio():
-    signal = bone_ratio_signal(stretch_bone(normal_hand(), "ring", 0, 2.1))
-    assert signal.reason == "ring finger proximal bone 2.1x the normal ratio"
-    assert 0.4 < signal.score < 0.6  # 2.1 is half-way between the 1.6 start and the 2.6 full score
+    assert bone_ratio_signal(stretch_bone(normal_hand(), "ring", 0, 1.3)).score == 0  # within normal spread
+    halfway = (BONE_RATIO_START + BONE_RATIO_FULL) / 2
+    signal = bone_ratio_signal(stretch_bone(normal_hand(), "ring", 0, halfway))
+    assert signal.reason == f"ring finger proximal bone {halfway:.1f}x the normal ratio"
+    assert signal.score == pytest.approx(0.5)
 
 
 def test_short_bone_counts_too():
@@ -33,11 +44,11 @@ def test_sideways_bend_at_outer_joint():
     hand = normal_hand()
     _mcp, _pip, dip, tip = FINGERS["index"]
     length = np.linalg.norm(hand.world[tip] - hand.world[dip])
-    angle = np.radians(60)
+    angle = np.radians(75)
     hand.world[tip] = hand.world[dip] + length * np.array([np.sin(angle), -np.cos(angle), 0])
     signal = sideways_bend_signal(hand)
-    assert signal.reason == "index finger bends 60° sideways at the outer joint"
-    assert signal.score > 0.6
+    assert signal.reason == "index finger bends 75° sideways at the outer joint"
+    assert signal.score == pytest.approx(ramp(75, SIDEWAYS_START, SIDEWAYS_FULL)) and signal.score > 0.5
 
 
 def test_swapped_fingertips_are_crossing():
@@ -88,9 +99,9 @@ def test_faces_link_to_heads():
 
 def test_face_eye_asymmetry_only_on_frontal_faces():
     assert max(s.score for s in face_signals(face_with_eyes())) == 0
-    lopsided = {s.name: s for s in face_signals(face_with_eyes(right_eye_width=30, left_eye_width=66))}
+    lopsided = {s.name: s for s in face_signals(face_with_eyes(right_eye_width=30, left_eye_width=80))}
     assert lopsided["eye_width_asymmetry"].score > 0.5
-    turned = {s.name for s in face_signals(face_with_eyes(right_eye_width=30, left_eye_width=66, nose_x=-60))}
+    turned = {s.name for s in face_signals(face_with_eyes(right_eye_width=30, left_eye_width=80, nose_x=-60))}
     assert "eye_width_asymmetry" not in turned  # a turned head shows unequal eyes anyway
 
 

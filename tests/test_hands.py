@@ -217,7 +217,7 @@ def test_pose_roi_finds_hand_the_palm_detector_is_not_asked_for(load, monkeypatc
     assert len(linked) == 1 and linked[0].source == "palm+pose"
 
     # Without the palm detector the pose ROI alone must find the same hand.
-    monkeypatch.setattr(hands, "detect_palms", lambda image, min_score=0.5: [])
+    monkeypatch.setattr(hands, "detect_palms", lambda image, min_score=0.5, zoom_out=1.0: [])
     alone = hands.detect_hands(image, [person])
     assert len(alone) == 1
     hand = alone[0]

@@ -137,12 +137,16 @@ def letterbox(image: np.ndarray, size: int, value_range: tuple[float, float]) ->
     return tensor[None], Letterbox(scale=scale, pad_x=pad_x, pad_y=pad_y, size=size)
 
 
-def letterbox_warp(image: np.ndarray, size: int, value_range: tuple[float, float]) -> tuple[np.ndarray, Letterbox]:
+def letterbox_warp(
+    image: np.ndarray, size: int, value_range: tuple[float, float], zoom_out: float = 1.0
+) -> tuple[np.ndarray, Letterbox]:
     """Like ``letterbox`` but sampled exactly as MediaPipe's ImageToTensorCalculator does: one
     bilinear warp of the whole image onto the square (image corners to tensor edges, fractional
-    padding, zero border). Reproduces MediaPipe's palm detections and landmarks to ~0.1 %."""
+    padding, zero border). Reproduces MediaPipe's palm detections and landmarks to ~0.1 %.
+    ``zoom_out`` > 1 shrinks the image further inside a wider black border (objects that fill
+    the frame become the size a detector was trained on)."""
     h, w = image.shape[:2]
-    scale = size / max(h, w)
+    scale = size / max(h, w) / zoom_out
     pad_x, pad_y = (size - w * scale) / 2, (size - h * scale) / 2
     forward = np.array([[scale, 0.0, pad_x], [0.0, scale, pad_y]])
     canvas = cv2.warpAffine(image, forward, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)

@@ -35,6 +35,7 @@ PALM_STRIDES = [8, 16, 16, 16]  # 24² + 12² cells, 2 anchors each: 2016 anchor
 PALM_KEYPOINTS = 7  # 0 wrist, 2 middle-finger knuckle (the rotation axis)
 PALM_MIN_SCORE = 0.5
 PALM_NMS_IOU = 0.3
+PALM_ZOOM_OUTS = (1.0, 2.0)  # a second pass with the image at half size finds hands filling a close-up
 VALUE_RANGE = (0.0, 1.0)  # both hand models take RGB in [0, 1]
 Z_NORMALIZE = 0.4  # hand_landmark_cpu divides the model's z by this (checked against MediaPipe's output)
 
@@ -57,11 +58,15 @@ RECROP_MIN_PRESENCE = 0.05
 _anchors = ssd_anchors(PALM_SIZE, PALM_STRIDES)
 
 
-def detect_palms(image: np.ndarray, min_score: float = PALM_MIN_SCORE) -> list[tuple[float, Roi]]:
-    """Palm detections on the whole RGB image as (score, hand ROI), best first."""
+def detect_palms(
+    image: np.ndarray, min_score: float = PALM_MIN_SCORE, zoom_out: float = 1.0
+) -> list[tuple[float, Roi]]:
+    """Palm detections on the whole RGB image as (score, hand ROI), best first. ``zoom_out`` 2
+    looks at the image shrunk into a double-size black frame: the palm detector misses hands
+    that fill much of a close-up (3 of the 18 malformed-hand images) and finds them that way."""
     model = runtime.load(PALM_MODEL)
     # MediaPipe's exact sampling: area-averaged resizing shifts palm scores enough to lose or add hands.
-    tensor, lb = letterbox_warp(image, PALM_SIZE, VALUE_RANGE)
+    tensor, lb = letterbox_warp(image, PALM_SIZE, VALUE_RANGE, zoom_out)
     raw_boxes, raw_scores = model.run(tensor)
     # float64 logits: exp() of the clipped logits would overflow float32.
     raw = decode_ssd(raw_boxes, raw_scores.astype(np.float64), _anchors, PALM_SIZE, PALM_KEYPOINTS, min_score)
@@ -129,22 +134,32 @@ def roi_from_pose(
     return Roi(float(centre[0]), float(centre[1]), side_px, side_px, rotation)
 
 
-def landmarks_in_roi(image: np.ndarray, roi: Roi, model: str = "full", source: str = "roi") -> Hand | None:
+def landmarks_in_roi(
+    image: np.ndarray, roi: Roi, model: str = "full", source: str = "roi", mirror: bool = False
+) -> Hand | None:
     """Run the hand landmark model on one rotated crop; None for a degenerate ROI.
 
     The result is not thresholded: check ``presence`` (the model's hand-presence probability).
+    ``mirror`` feeds the model the left-right mirrored crop and maps its answer back, so the
+    result describes the same hand (a stability check: a real hand gives the same skeleton).
     """
     if not (roi.width >= 2 and roi.height >= 2 and math.isfinite(roi.cx) and math.isfinite(roi.cy)):
         return None
     net = runtime.load(LANDMARK_MODELS[model])
     tensor, crop_to_image = crop_roi(image, roi, net.input_size, VALUE_RANGE, border=cv2.BORDER_REPLICATE)
+    if mirror:
+        tensor = np.ascontiguousarray(tensor[:, :, ::-1])
     screen, presence, handedness, world = net.run(tensor)  # presence/handedness are probabilities
     screen = screen.reshape(21, 3)
+    world = world.reshape(21, 3).astype(np.float32)
+    if mirror:
+        screen[:, 0] = net.input_size[1] - screen[:, 0]
+        world[:, 0] = -world[:, 0]
+        handedness = 1.0 - handedness
     screen[:, 2] /= Z_NORMALIZE  # MediaPipe's normalize_z for this model
     landmarks = project(screen, crop_to_image)
     # World landmarks are in the crop's frame; rotate them like the crop (WorldLandmarkProjection).
     c, s = math.cos(roi.rotation), math.sin(roi.rotation)
-    world = world.reshape(21, 3).astype(np.float32)
     world[:, :2] = world[:, :2] @ np.array([[c, s], [-s, c]], dtype=np.float32)
     # The model scores MediaPipe's label "Left", which assumes a mirrored (selfie) image: in an
     # ordinary photo that is the person's own right hand (checked on real photos).
@@ -188,11 +203,14 @@ def detect_hands(
     ``source="palm+pose"`` linked to its person."""
     image = np.ascontiguousarray(image)
     found: list[Hand] = []
-    for score, roi in detect_palms(image):
-        hand = landmarks_in_roi(image, roi, model, source="palm")
-        if hand is not None and hand.presence >= min_presence:
-            hand.palm_score = score
-            found.append(hand)
+    for zoom_out in PALM_ZOOM_OUTS:
+        for score, roi in detect_palms(image, zoom_out=zoom_out):
+            if any(_inside(roi.cx, roi.cy, h.box) for h in found):
+                continue  # already found at the previous zoom
+            hand = landmarks_in_roi(image, roi, model, source="palm")
+            if hand is not None and hand.presence >= min_presence:
+                hand.palm_score = score
+                found.append(hand)
     found = _merge(found)
     for person_index, person in enumerate(people or []):
         for side in ("left", "right"):
@@ -214,6 +232,10 @@ def detect_hands(
                 hand.person = person_index
                 found.append(hand)
     return _merge(found)
+
+
+def _inside(x: float, y: float, box: Sequence[float]) -> bool:
+    return box[0] <= x <= box[2] and box[1] <= y <= box[3]
 
 
 def _wrist_gap(hand: Hand, wrist: np.ndarray) -> float:
