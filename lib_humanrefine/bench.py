@@ -85,11 +85,14 @@ def run_bench(
     from .detect import detect
     from .diagnose import DEFAULT_THRESHOLD, diagnose_detections
     from .images import load_image
+    from .plan import PlanOptions, make_plan
 
     threshold = DEFAULT_THRESHOLD if threshold is None else threshold
     rss_start = rss_mb()
     scores, labels, kinds, latencies, hands_found, per_kind_parts = [], [], [], [], [], {}
     target_latencies, stage_ms = [], {}  # the speed target: ~1024 px images with at most 2 people
+    plan_options = PlanOptions()  # refinement cost of the default plan (SD 1.5, 20 steps)
+    work = dict.fromkeys(("planned", "every_part", "steps", "flagged_parts", "clean_images_with_steps"), 0)
     rss_first = rss_start
     for item in items:
         image = load_image(item.path)
@@ -103,6 +106,12 @@ def run_bench(
             target_latencies.append(latencies[-1])
         for stage, ms in detections.timings_ms.items():
             stage_ms.setdefault(stage, []).append(ms)
+        plan = make_plan(image, detections, diagnosis, plan_options)
+        work["planned"] += plan.unet_work
+        work["every_part"] += plan.baseline_unet_work
+        work["steps"] += len(plan.steps)
+        work["flagged_parts"] += len(diagnosis.flagged())
+        work["clean_images_with_steps"] += diagnosis.verdict == "ok" and bool(plan.steps)
         scores.append(diagnosis.score)
         labels.append(item.label)
         kinds.append(item.kind)
@@ -136,6 +145,9 @@ def run_bench(
         },
         "rss_mb_detectors": round(rss_first - rss_start, 1),  # loading + first run
         "rss_mb_extra": round(rss_mb() - rss_start, 1),  # after the whole run
+        # Planned UNet work (latent pixels x steps run) against one ADetailer-style pass per detected
+        # hand and face; every flagged part gets a step, clean images none.
+        "unet_work": {**work, "ratio": round(work["planned"] / work["every_part"], 3) if work["every_part"] else None},
     }
     # Parts: the best part score of each kind against the image label (images without that kind skipped).
     result["by_part_kind"] = {

@@ -52,6 +52,21 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--threshold", type=_threshold, default=None)
     b.add_argument("--no-tta", action="store_true")
 
+    pl = sub.add_parser(
+        "plan", help="dry run: plan the refinement steps (no diffusion) and write their masks and controls"
+    )
+    pl.add_argument("paths", nargs="+", help="image files or folders")
+    pl.add_argument("--out", type=Path, default=Path("humanrefine-plan"), help="output folder (default: %(default)s)")
+    pl.add_argument("--prompt", default="", help="the generation prompt the steps extend")
+    pl.add_argument("--negative-prompt", default="")
+    pl.add_argument("--model", choices=["sd15", "sdxl"], default="sd15", help="native size 512 or 1024")
+    pl.add_argument("--steps", type=int, default=20, help="sampling steps per pass")
+    pl.add_argument("--seed", type=int, default=0)
+    pl.add_argument("--candidates", type=int, default=1, help="seeds tried per step (best kept)")
+    pl.add_argument("--policy", choices=["flagged", "all"], default="flagged",
+                    help="flagged: only parts diagnosed as broken; all: every detected hand and face")  # fmt: skip
+    pl.add_argument("--threshold", type=_threshold, default=None)
+
     m = sub.add_parser("models", help="fetch or check the MediaPipe model files")
     m.add_argument("action", choices=["fetch", "check"])
     m.add_argument("--wheel", type=Path, help="use this already-downloaded mediapipe-0.10.21 wheel (offline)")
@@ -143,6 +158,51 @@ def cmd_diagnose(args) -> int:
     return EXIT_USAGE if bad else EXIT_OK
 
 
+def cmd_plan(args) -> int:
+    from .detect import detect
+    from .diagnose import DEFAULT_THRESHOLD, diagnose_detections
+    from .images import find_images, load_image
+    from .plan import PlanOptions, make_plan
+    from .planout import write_plan
+
+    for name in models.MODELS:
+        models.model_path(name)
+    if args.steps < 1 or args.candidates < 1:
+        raise BadImage("--steps and --candidates must be at least 1")
+    paths = find_images(args.paths)
+    if not paths:
+        raise BadImage("no image files found in " + " ".join(args.paths))
+    options = PlanOptions(
+        prompt=args.prompt, negative_prompt=args.negative_prompt, model=args.model, seed=args.seed,
+        steps=args.steps, candidates=args.candidates, policy=args.policy,
+    )  # fmt: skip
+    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    total = baseline = clean_with_steps = bad = 0
+    print(f"{'image':40} {'verdict':8} {'steps':>5} {'unet work':>10} {'every part':>10}")
+    for path in paths:
+        try:
+            image = load_image(path)
+        except BadImage as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            bad += 1
+            continue
+        detections = detect(image)
+        diagnosis = diagnose_detections(image, detections, threshold=threshold)
+        plan = make_plan(image, detections, diagnosis, options)
+        write_plan(image, plan, args.out if len(paths) == 1 else args.out / path.stem, str(path))
+        total += plan.unet_work
+        baseline += plan.baseline_unet_work
+        clean_with_steps += diagnosis.verdict == "ok" and bool(plan.steps)
+        print(
+            f"{str(path)[-40:]:40} {diagnosis.verdict:8} {len(plan.steps):5d} {plan.unet_work:10d} "
+            f"{plan.baseline_unet_work:10d}"
+        )
+    ratio = f"{total / baseline:.2f}x" if baseline else "n/a"
+    print(f"planned UNet work {total} vs {baseline} for one pass per detected hand and face: {ratio}; "
+          f"clean images with passes: {clean_with_steps}")  # fmt: skip
+    return EXIT_USAGE if bad else EXIT_OK
+
+
 def cmd_bench(args) -> int:
     from .bench import load_labels, run_bench
 
@@ -160,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.models_dir:
         models.set_models_dir(args.models_dir)
     try:
-        return {"models": cmd_models, "diagnose": cmd_diagnose, "bench": cmd_bench}[args.command](args)
+        commands = {"models": cmd_models, "diagnose": cmd_diagnose, "bench": cmd_bench, "plan": cmd_plan}
+        return commands[args.command](args)
     except HumanRefineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
