@@ -8,17 +8,17 @@ from ..detect.types import POSE, Detections, Person
 from .types import Signal, ramp
 
 VISIBLE = 0.6
-LIMBS = {  # name -> (category, (joint, joint) for the left side; the right side mirrors it)
+# name -> (category, (joint, joint) for the left side; the right side mirrors it). Legs are left
+# out: BlazePose's 3D legs of seated or crouching people are foreshortened unevenly, and leg
+# asymmetry fired at full score on 3 normal photos and on no malformed image of the development set.
+LIMBS = {
     "upper arm": ("arm", ("shoulder", "elbow")),
     "forearm": ("arm", ("elbow", "wrist")),
-    "thigh": ("leg", ("hip", "knee")),
-    "shin": ("leg", ("knee", "ankle")),
 }
 ASYMMETRY_START, ASYMMETRY_FULL = 1.4, 2.0  # longer / shorter side, 3D lengths
 PROPORTION_START, PROPORTION_FULL = 1.6, 2.4  # × or ÷ the normal ratio
 PROPORTIONS = {  # (limb, limb) -> normal length ratio, in MediaPipe's world landmarks
     ("forearm", "upper arm"): 0.85,
-    ("shin", "thigh"): 1.0,
 }
 OVERLAP_START, OVERLAP_FULL = 0.35, 0.75  # IoU of two people's torso boxes
 
