@@ -89,6 +89,24 @@ def cmd_models(args) -> int:
     return EXIT_OK
 
 
+def _require_models() -> None:
+    """Fail early, in one line, before any work."""
+    for name in models.MODELS:
+        models.model_path(name)
+
+
+def _readable(paths: list[Path], bad: list[Path]):
+    """(index, path, image) for each readable image; unreadable ones are reported and collected."""
+    from .images import load_image
+
+    for i, path in enumerate(paths):
+        try:
+            yield i, path, load_image(path)
+        except BadImage as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            bad.append(path)
+
+
 def sample_images() -> list[Path]:
     """Photos of people shipped inside installed packages (none is bundled with HumanRefine)."""
     found = []
@@ -108,14 +126,14 @@ def sample_images() -> list[Path]:
 
 
 def cmd_diagnose(args) -> int:
-    from .detect import detect
-    from .diagnose import DEFAULT_THRESHOLD, diagnose_detections
+    from PIL import Image
+
+    from .diagnose import DEFAULT_THRESHOLD, diagnose_image
     from .diagnose.overlay import draw_overlay
     from .diagnose.report import image_dict, report_dict
-    from .images import find_images, load_image
+    from .images import find_images
 
-    for name in models.MODELS:  # fail early, in one line, before any work
-        models.model_path(name)
+    _require_models()
     if not args.paths and not args.samples:
         raise BadImage("give image files or folders to diagnose, or --samples")
     paths = find_images(args.paths) + (sample_images() if args.samples else [])
@@ -123,26 +141,13 @@ def cmd_diagnose(args) -> int:
         raise BadImage("no image files found in " + " ".join(map(str, args.paths or ["the sample packages"])))
     threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
     args.out.mkdir(parents=True, exist_ok=True)
-    rows, bad = [], 0
+    rows, bad = [], []
     print(f"{'image':40} {'verdict':8} {'score':>5}  {'ppl':>3} {'hands':>5} {'faces':>5}  top part")
-    for i, path in enumerate(paths):
-        try:
-            image = load_image(path)
-        except BadImage as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            bad += 1
-            continue
-        import time
-
-        start = time.perf_counter()
-        detections = detect(image)
-        diagnosis = diagnose_detections(image, detections, threshold=threshold, tta=not args.no_tta)
-        diagnosis.timings_ms["total"] = (time.perf_counter() - start) * 1000.0
+    for i, path, image in _readable(paths, bad):
+        detections, diagnosis = diagnose_image(image, threshold=threshold, tta=not args.no_tta)
         entry = image_dict(diagnosis, str(path))
         if not args.no_overlay:
             overlay_name = f"{i:04d}_{path.stem}_overlay.png"
-            from PIL import Image
-
             Image.fromarray(draw_overlay(image, detections, diagnosis)).save(args.out / overlay_name)
             entry["overlay"] = overlay_name
         rows.append(entry)
@@ -159,14 +164,12 @@ def cmd_diagnose(args) -> int:
 
 
 def cmd_plan(args) -> int:
-    from .detect import detect
-    from .diagnose import DEFAULT_THRESHOLD, diagnose_detections
-    from .images import find_images, load_image
+    from .diagnose import DEFAULT_THRESHOLD, diagnose_image
+    from .images import find_images
     from .plan import PlanOptions, make_plan
     from .planout import write_plan
 
-    for name in models.MODELS:
-        models.model_path(name)
+    _require_models()
     if args.steps < 1 or args.candidates < 1:
         raise BadImage("--steps and --candidates must be at least 1")
     paths = find_images(args.paths)
@@ -177,17 +180,11 @@ def cmd_plan(args) -> int:
         steps=args.steps, candidates=args.candidates, policy=args.policy,
     )  # fmt: skip
     threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
-    total = baseline = clean_with_steps = bad = 0
+    total = baseline = clean_with_steps = 0
+    bad: list[Path] = []
     print(f"{'image':40} {'verdict':8} {'steps':>5} {'unet work':>10} {'every part':>10}")
-    for path in paths:
-        try:
-            image = load_image(path)
-        except BadImage as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            bad += 1
-            continue
-        detections = detect(image)
-        diagnosis = diagnose_detections(image, detections, threshold=threshold)
+    for _i, path, image in _readable(paths, bad):
+        detections, diagnosis = diagnose_image(image, threshold=threshold)
         plan = make_plan(image, detections, diagnosis, options)
         write_plan(image, plan, args.out if len(paths) == 1 else args.out / path.stem, str(path))
         total += plan.unet_work

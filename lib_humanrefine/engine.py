@@ -16,8 +16,7 @@ import numpy as np
 
 from .conditions import masks
 from .conditions.crop import CropBox, crop_image
-from .detect import detect
-from .diagnose import DEFAULT_THRESHOLD, diagnose_detections
+from .diagnose import DEFAULT_THRESHOLD, diagnose_image
 from .hosts.base import Host, InpaintRequest
 from .plan import Plan, PlanOptions, Step, make_plan, step_inputs
 
@@ -81,7 +80,7 @@ def rediagnose_part(image: np.ndarray, step: Step, threshold: float = DEFAULT_TH
     same kind overlapping the step's region; 1.0 when that part is no longer found at all."""
     window = score_window(step, image.shape)
     view = crop_image(image, window)
-    diagnosis = diagnose_detections(view, detect(view), threshold=threshold, tta=tta)
+    _detections, diagnosis = diagnose_image(view, threshold=threshold, tta=tta)
     bx0, by0, bx1, by1 = step.box
     region = (bx0 - window.x0, by0 - window.y0, bx1 - window.x0, by1 - window.y0)
     kind = {"hand": "hand", "face": "face"}.get(step.kind, "body")
@@ -183,8 +182,7 @@ def refine(
     plans: list[Plan] = []
 
     def planned() -> Plan:
-        detections = detect(current)
-        diagnosis = diagnose_detections(current, detections, threshold=options.threshold, tta=options.tta)
+        detections, diagnosis = diagnose_image(current, threshold=options.threshold, tta=options.tta)
         plan = make_plan(current, detections, diagnosis, plan_options)
         plans.append(plan)
         return plan

@@ -18,8 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lib_humanrefine.bench import load_labels
-from lib_humanrefine.detect import detect
-from lib_humanrefine.diagnose import diagnose_detections
+from lib_humanrefine.diagnose import diagnose_image
 from lib_humanrefine.images import load_image
 
 
@@ -43,7 +42,7 @@ def main() -> None:
     rows = []
     for item in load_labels(args.data / "labels.csv", args.data):
         image = load_image(item.path)
-        diagnosis = diagnose_detections(image, detect(image), tta=not args.no_tta)
+        _detections, diagnosis = diagnose_image(image, tta=not args.no_tta)
         mask_path = item.path.with_name(item.path.stem + "_mask.jpg")
         for part in diagnosis.parts:
             row = {

@@ -12,7 +12,7 @@ from .faces import face_signals
 from .hands import hand_signals
 from .types import Diagnosis, Part, Signal
 
-__all__ = ["DEFAULT_THRESHOLD", "Diagnosis", "Part", "diagnose", "diagnose_detections"]
+__all__ = ["DEFAULT_THRESHOLD", "Diagnosis", "Part", "diagnose_detections", "diagnose_image"]
 
 DEFAULT_THRESHOLD = 0.5
 # The mirrored-crop hand re-run (~6 ms per hand) told generated malformed hands from generated
@@ -51,10 +51,12 @@ def diagnose_detections(
     return Diagnosis(detections.width, detections.height, parts, threshold, people, dict(detections.timings_ms))
 
 
-def diagnose(image: np.ndarray, threshold: float = DEFAULT_THRESHOLD, tta: bool = True) -> Diagnosis:
-    """Detect and diagnose one H x W x 3 uint8 RGB image."""
+def diagnose_image(
+    image: np.ndarray, threshold: float = DEFAULT_THRESHOLD, tta: bool = True
+) -> tuple[Detections, Diagnosis]:
+    """Detect and diagnose one H x W x 3 uint8 RGB image; ``timings_ms["total"]`` is the whole time."""
     start = time.perf_counter()
     detections = detect(image)
     result = diagnose_detections(image, detections, threshold=threshold, tta=tta)
     result.timings_ms["total"] = (time.perf_counter() - start) * 1000.0
-    return result
+    return detections, result

@@ -87,8 +87,7 @@ def diagnose_image(p, state: JobState, image) -> None:
 
     Keyed by ``p.batch_index`` (the position create_infotext receives as ``index``); Forge's
     ``pp.index`` counts across batches and would not match it."""
-    from ..detect import detect
-    from ..diagnose import diagnose_detections
+    from ..diagnose import diagnose_image
     from ..diagnose.report import summary
     from ..images import to_rgb_array
     from ..models import set_models_dir
@@ -99,10 +98,8 @@ def diagnose_image(p, state: JobState, image) -> None:
         if models_dir:
             set_models_dir(models_dir)
         array = to_rgb_array(image)
-        detections = detect(array)
-        diagnosis = diagnose_detections(
-            array, detections, threshold=state.args.threshold, tta=bool(opt("humanrefine_tta"))
-        )
+        tta = bool(opt("humanrefine_tta"))
+        detections, diagnosis = diagnose_image(array, threshold=state.args.threshold, tta=tta)
         state.summaries[key] = summary(diagnosis)
         if opt("humanrefine_show_overlay"):
             from PIL import Image
