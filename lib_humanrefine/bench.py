@@ -87,7 +87,9 @@ def run_bench(
 
     threshold = DEFAULT_THRESHOLD if threshold is None else threshold
     rss_start = rss_mb()
-    scores, labels, kinds, latencies, hands_found, per_kind_parts = [], [], [], [], [], {}
+    scores, labels, kinds, latencies, hands_found = [], [], [], [], []
+    kind_scores: dict[str, list[float]] = {kind: [] for kind in ("hand", "face", "body")}  # best part per image
+    coverage = {"images_with_mask": 0, "hand_overlaps_mask": 0, "top_flagged_inside_mask": 0}
     target_latencies, stage_ms = [], {}  # the speed target: ~1024 px images with at most 2 people
     plan_options = PlanOptions()  # refinement cost of the default plan (SD 1.5, 20 steps)
     work = dict.fromkeys(("planned", "every_part", "steps", "flagged_parts", "clean_images_with_steps"), 0)
@@ -113,8 +115,15 @@ def run_bench(
         kinds.append(item.kind)
         if item.label == 1:
             hands_found.append(bool(detections.hands))
-        for part in diagnosis.parts:
-            per_kind_parts.setdefault(part.kind, []).append((part.score, item.label))
+        for kind, values in kind_scores.items():
+            values.append(max((p.score for p in diagnosis.parts if p.kind == kind), default=0.0))
+        mask = region_mask(item.path)
+        if mask is not None and item.label == 1:
+            coverage["images_with_mask"] += 1
+            hand_boxes = [p.box for p in diagnosis.parts if p.kind == "hand"]
+            coverage["hand_overlaps_mask"] += any(inside_fraction(mask, box) > 0 for box in hand_boxes)
+            flagged = diagnosis.flagged()
+            coverage["top_flagged_inside_mask"] += bool(flagged) and inside_fraction(mask, flagged[0].box) >= 0.5
         if progress:
             print(
                 f"{item.path.name:50} label={item.label} score={diagnosis.score:.3f} {latencies[-1]:.0f} ms",
@@ -145,12 +154,17 @@ def run_bench(
         # hand and face; every flagged part gets a step, clean images none.
         "unet_work": {**work, "ratio": round(work["planned"] / work["every_part"], 3) if work["every_part"] else None},
     }
-    # Parts: the best part score of each kind against the image label (images without that kind skipped).
-    result["by_part_kind"] = {
-        kind: {"n_parts": len(rows), "mean_score_pos": _mean([sc for sc, lb in rows if lb == 1]),
-               "mean_score_neg": _mean([sc for sc, lb in rows if lb == 0])}
-        for kind, rows in sorted(per_kind_parts.items())
-    }  # fmt: skip
+    # Each part kind alone: the image scored by its best part of that kind (0 when it has none).
+    result["by_part_kind"] = {}
+    for kind, values in kind_scores.items():
+        v = np.array(values)
+        result["by_part_kind"][kind] = {
+            "auroc": round(auroc(v, y), 4),
+            "recall_at_fpr10": round(recall_at_fpr(v, y)[0], 4),
+        }
+    # Malformed images whose labels folder has <name>_mask.*: the authors' malformed region.
+    if coverage["images_with_mask"]:
+        result["mask_coverage"] = coverage
     if any(kinds):
         result["by_image_kind"] = {
             kind: {"n": int(sum(k == kind for k in kinds)),
@@ -158,7 +172,34 @@ def run_bench(
                    "flagged": round(float(np.mean([sc >= threshold for sc, k in zip(scores, kinds) if k == kind])), 4)}
             for kind in sorted(set(kinds))
         }  # fmt: skip
+    domains = sorted({k.split("-")[0] for k in kinds if k})
+    for domain in domains:
+        idx = [i for i, k in enumerate(kinds) if k.split("-")[0] == domain]
+        if len(set(y[idx])) == 2:  # both labels in this domain: separation that style cannot explain
+            recall_d = recall_at_fpr(s[idx], y[idx])[0]
+            result.setdefault("by_domain", {})[domain] = {
+                "n": len(idx), "auroc": round(auroc(s[idx], y[idx]), 4), "recall_at_fpr10": round(recall_d, 4),
+            }  # fmt: skip
     return result
+
+
+def region_mask(image_path: Path) -> np.ndarray | None:
+    """The white region of ``<stem>_mask.(jpg|png)`` beside an image, as a boolean array."""
+    from .images import load_image
+
+    for suffix in (".jpg", ".png"):
+        path = image_path.with_name(f"{image_path.stem}_mask{suffix}")
+        if path.is_file():
+            return load_image(path)[:, :, 0] > 127
+    return None
+
+
+def inside_fraction(mask: np.ndarray, box) -> float:
+    """Fraction of a box's area that lies in the mask's white region."""
+    x0, y0, x1, y1 = (round(float(v)) for v in box)
+    x0, y0 = max(x0, 0), max(y0, 0)
+    area = max(x1 - x0, 0) * max(y1 - y0, 0)
+    return float(mask[y0:y1, x0:x1].sum()) / area if area else 0.0
 
 
 def _percentiles(values: list[float]) -> dict:
@@ -169,7 +210,3 @@ def _percentiles(values: list[float]) -> dict:
         "p50": round(float(np.percentile(values, 50)), 1),
         "p95": round(float(np.percentile(values, 95)), 1),
     }
-
-
-def _mean(values: list[float]) -> float | None:
-    return round(float(np.mean(values)), 4) if values else None

@@ -39,3 +39,22 @@ def test_labels_csv_errors(tmp_path):
     (tmp_path / "l3.csv").write_text("path,label,kind\nx/a.png,1,gen\n")
     rows = load_labels(tmp_path / "l3.csv", tmp_path)
     assert rows[0].path == tmp_path / "x" / "a.png" and rows[0].kind == "gen"
+
+
+def test_inside_fraction_and_mask_lookup(tmp_path):
+    from PIL import Image
+
+    from lib_humanrefine.bench import inside_fraction, region_mask
+
+    mask = np.zeros((100, 100), bool)
+    mask[:, :50] = True
+    assert inside_fraction(mask, (0, 0, 50, 10)) == 1.0
+    assert inside_fraction(mask, (25, 0, 75, 10)) == 0.5
+    assert inside_fraction(mask, (60, 60, 60, 80)) == 0.0  # empty box
+    Image.new("RGB", (20, 20)).save(tmp_path / "a.png")
+    assert region_mask(tmp_path / "a.png") is None
+    white = Image.new("L", (20, 20), 0)
+    white.paste(255, (0, 0, 10, 20))
+    white.save(tmp_path / "a_mask.jpg")
+    found = region_mask(tmp_path / "a.png")
+    assert found.shape == (20, 20) and found[:, :8].all() and not found[:, 12:].any()
