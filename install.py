@@ -37,6 +37,9 @@ def install_litert() -> None:
             f'install "{LITERT}=={LITERT_VERSION}" -c "{constraints}"',
             f"HumanRefine requirement: {LITERT}=={LITERT_VERSION} (keeping {', '.join(pins)})",
         )
+    except Exception as exc:  # the WebUI must still start; diagnosis will say what is missing
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        print(f"[HumanRefine] could not install {LITERT}=={LITERT_VERSION}: {first}")
     finally:
         os.unlink(constraints)
 

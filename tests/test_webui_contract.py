@@ -178,3 +178,22 @@ def test_batches_keep_each_images_own_summary(webui_stubs, astronaut):
             script.postprocess_image_after_composite(p, pp)
             expected[(iteration, batch_index)] = "0 people" not in create_infotext_value(p, batch_index)
     assert expected == {(0, 0): True, (0, 1): False, (1, 0): False, (1, 1): True}
+
+
+def test_missing_litert_runtime_is_reported_in_one_line(monkeypatch):
+    import builtins
+
+    from lib_humanrefine.detect import runtime
+    from lib_humanrefine.errors import HumanRefineError
+
+    real_import = builtins.__import__
+
+    def no_litert(name, *args, **kwargs):
+        if name.startswith("ai_edge_litert"):
+            raise ImportError("No module named 'ai_edge_litert'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_litert)
+    with pytest.raises(HumanRefineError) as err:
+        runtime._interpreter_class()
+    assert "pip install ai-edge-litert==2.3.0" in str(err.value) and "\n" not in str(err.value)
