@@ -76,8 +76,7 @@ def run_detector(
     the image ``factor`` times larger than ``image``."""
     tensor, lb = geometry.letterbox(image, spec.size, (-1.0, 1.0))
     raw_boxes, raw_scores = runtime.load(spec.model).run(tensor)
-    # MediaPipe clips logits at 100, but exp(100) overflows float32; the sigmoid is 1.0 either way.
-    dets = geometry.decode_ssd(raw_boxes, raw_scores, _anchors(spec), spec.size, NUM_KEYPOINTS, min_score, 80.0)
+    dets = geometry.decode_ssd(raw_boxes, raw_scores, _anchors(spec), spec.size, NUM_KEYPOINTS, min_score)
     for d in dets:
         d.box = lb.to_image(d.box.reshape(2, 2)).reshape(4) * factor
         d.keypoints = lb.to_image(d.keypoints) * factor

@@ -64,6 +64,7 @@ def decode_ssd(
 ) -> list[RawDetection]:
     """Decode SSD regressors (N, 4 + 2K [+ ...]) and logits (N, 1) above ``min_score``."""
     boxes = raw_boxes.reshape(len(anchors), -1)
+    # MediaPipe clips logits at 100; in float64 so exp() of the clipped value cannot overflow.
     scores = 1.0 / (1.0 + np.exp(-np.clip(raw_scores.reshape(-1).astype(np.float64), -score_clip, score_clip)))
     keep = np.nonzero(scores >= min_score)[0]
     out = []

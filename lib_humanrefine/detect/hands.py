@@ -68,8 +68,7 @@ def detect_palms(
     # MediaPipe's exact sampling: area-averaged resizing shifts palm scores enough to lose or add hands.
     tensor, lb = letterbox_warp(image, PALM_SIZE, VALUE_RANGE, zoom_out)
     raw_boxes, raw_scores = model.run(tensor)
-    # float64 logits: exp() of the clipped logits would overflow float32.
-    raw = decode_ssd(raw_boxes, raw_scores.astype(np.float64), _anchors, PALM_SIZE, PALM_KEYPOINTS, min_score)
+    raw = decode_ssd(raw_boxes, raw_scores, _anchors, PALM_SIZE, PALM_KEYPOINTS, min_score)
     dets = weighted_nms(raw, PALM_NMS_IOU)
     out = []
     for det in dets:
