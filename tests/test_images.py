@@ -1,5 +1,7 @@
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from lib_humanrefine.errors import BadImage
@@ -54,3 +56,31 @@ def test_find_images_walks_folders(tmp_path):
     assert [p.name for p in find_images([tmp_path])] == ["a.png"]
     with pytest.raises(BadImage):
         find_images([tmp_path / "missing"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 80), st.integers(1, 80), st.sampled_from([None, 1, 2, 3, 4, 5]),
+    st.sampled_from([np.uint8, np.uint16, np.float32, np.int64]),
+)  # fmt: skip
+def test_any_array_becomes_rgb_or_a_clear_error(h, w, channels, dtype):
+    shape = (h, w) if channels is None else (h, w, channels)
+    array = (np.random.default_rng(h * w).random(shape) * 300).astype(dtype)
+    try:
+        out = to_rgb_array(array)
+    except BadImage as exc:
+        assert "\n" not in str(exc)
+        assert min(h, w) < 16 or channels in (2, 5)
+    else:
+        assert out.shape == (h, w, 3) and out.dtype == np.uint8
+
+
+@pytest.mark.parametrize("shape", [(16, 16, 3), (16, 1500, 3), (1500, 16, 3), (17, 33, 3), (2048, 2048, 3)])
+def test_odd_shapes_diagnose_and_plan_without_error(models_ready, shape):
+    from lib_humanrefine.diagnose import diagnose_image
+    from lib_humanrefine.plan import PlanOptions, make_plan
+
+    image = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    detections, diagnosis = diagnose_image(image)
+    assert diagnosis.verdict in ("ok", "suspect") and (diagnosis.width, diagnosis.height) == shape[1::-1]
+    make_plan(image, detections, diagnosis, PlanOptions(policy="all"))
