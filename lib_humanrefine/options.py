@@ -62,7 +62,7 @@ SETTINGS: tuple[Option, ...] = (
     Option("humanrefine_show_overlay", "Show the diagnosis overlay as an extra output image", False, "bool"),
     Option(
         "humanrefine_tta",
-        "Landmark stability check (re-runs the hand model on mirrored crops; a few ms per hand)",
+        "Face stability check (re-runs the face-mesh model on shifted crops; a few ms per face)",
         True,
         "bool",
     ),  # fmt: skip

@@ -81,9 +81,3 @@ def load(name: str) -> Model:
 def output_by_name(model: Model, outputs: list[np.ndarray]) -> dict[str, np.ndarray]:
     """Outputs keyed by tensor name (handy where a model's output order is not obvious)."""
     return {d["name"]: out for d, out in zip(model.output_details, outputs)}
-
-
-def clear() -> None:
-    """Drop every loaded interpreter (tests, or freeing memory)."""
-    with _cache_lock:
-        _cache.clear()

@@ -15,10 +15,6 @@ from .types import Diagnosis, Part, Signal
 __all__ = ["DEFAULT_THRESHOLD", "Diagnosis", "Part", "diagnose_detections", "diagnose_image"]
 
 DEFAULT_THRESHOLD = 0.5
-# The mirrored-crop hand re-run (~6 ms per hand) told generated malformed hands from generated
-# normal ones no better than chance (image-level AUROC 0.55, per hand ~0.5); the time goes to the
-# face-mesh re-runs instead (tools/feature_study.py, tools/feature_eval.py).
-HAND_MIRROR_CHECK = False
 
 
 def diagnose_detections(
@@ -27,7 +23,7 @@ def diagnose_detections(
     """Score every detected hand, face and person of an image."""
     parts: list[Part] = []
     for i, hand in enumerate(detections.hands):
-        signals = hand_signals(image, hand, tta=tta and HAND_MIRROR_CHECK)
+        signals = hand_signals(hand)
         if hand.person is None and detections.people:
             signals.append(Signal("floating_hand", 1.0, 0.2, "hand not attached to any detected person", "hand"))
         if hand.extra.get("shares_wrist"):

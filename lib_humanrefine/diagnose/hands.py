@@ -11,8 +11,6 @@ from itertools import pairwise
 
 import numpy as np
 
-from ..detect import hands as hand_detector
-from ..detect.geometry import Roi
 from ..detect.types import FINGERS, Hand
 from .types import Signal, ramp
 
@@ -36,10 +34,9 @@ BONE_NORMS = {
     "pinky": (0.25, 0.24, 0.21),
 }
 # Ramps start near the 90th percentile of normal hands (development set), so a normal hand
-# rarely scores: bone ratio p90 2.1, sideways bend p90 50°, mirrored-crop shift p90 0.08.
+# rarely scores: bone ratio p90 2.1, sideways bend p90 50°.
 BONE_RATIO_START, BONE_RATIO_FULL = 2.0, 3.0  # × or ÷ the norm
 SIDEWAYS_START, SIDEWAYS_FULL = 50.0, 80.0  # degrees at the two outer finger joints
-INSTABILITY_START, INSTABILITY_FULL = 0.08, 0.25  # mean landmark shift / hand size
 MIN_HAND_PX = 24.0  # below this the skeleton is too coarse to judge anatomy
 
 
@@ -100,31 +97,15 @@ def crossing_signal(hand: Hand) -> Signal:
     )  # fmt: skip
 
 
-def instability_signal(image: np.ndarray, hand: Hand) -> Signal:
-    """Re-run the landmark model on the mirrored crop: a real hand gives the same skeleton, a
-    malformed one makes the model guess differently. (Mirroring separated best on the development
-    set: per-hand AUROC 0.62, against 0.52 for a lite-model re-run and 0.57 for both averaged.)"""
-    other = hand_detector.landmarks_in_roi(image, Roi(*hand.roi), model="full", mirror=True)
-    if other is None:
-        value = INSTABILITY_FULL  # degenerate crop: nothing to compare
-    else:
-        value = float(np.linalg.norm(other.landmarks[:, :2] - hand.landmarks[:, :2], axis=1).mean()) / max(
-            hand.size, 1.0
-        )
-    hand.extra["instability"] = round(value, 4)
-    return Signal(
-        "instability", round(value, 4), ramp(value, INSTABILITY_START, INSTABILITY_FULL),
-        f"landmarks shift {value * 100:.0f}% of hand size when the crop is mirrored", "hand",
-    )  # fmt: skip
+def hand_signals(hand: Hand) -> list[Signal]:
+    """Every hand signal, damped on hands too small to judge.
 
-
-def hand_signals(image: np.ndarray, hand: Hand, tta: bool = True) -> list[Signal]:
-    """Every hand signal; anatomy ones are damped on hands too small to judge."""
+    No landmark re-run here: re-running the hand model on mirrored, rotated, scaled or shifted
+    crops, or with the lite model, told generated malformed hands from generated normal ones no
+    better than chance (generated-only AUROC 0.38-0.55; tools/feature_study.py, feature_eval.py)."""
     signals = [bone_ratio_signal(hand), sideways_bend_signal(hand), crossing_signal(hand)]
     if hand.size < MIN_HAND_PX:
         damp = hand.size / MIN_HAND_PX
         for s in signals:
             s.score *= damp
-    if tta:
-        signals.append(instability_signal(image, hand))
     return signals
