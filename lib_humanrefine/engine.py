@@ -16,6 +16,7 @@ import numpy as np
 
 from .conditions import masks
 from .conditions.crop import CropBox, crop_image
+from .detect.geometry import overlap_of_smaller
 from .diagnose import DEFAULT_THRESHOLD, diagnose_image
 from .hosts.base import Host, InpaintRequest
 from .plan import Plan, PlanOptions, Step, make_plan, step_inputs
@@ -84,16 +85,8 @@ def rediagnose_part(image: np.ndarray, step: Step, threshold: float = DEFAULT_TH
     bx0, by0, bx1, by1 = step.box
     region = (bx0 - window.x0, by0 - window.y0, bx1 - window.x0, by1 - window.y0)
     kind = {"hand": "hand", "face": "face"}.get(step.kind, "body")
-    scores = [p.score for p in diagnosis.parts if p.kind == kind and _overlap(p.box, region) > 0.2]
+    scores = [p.score for p in diagnosis.parts if p.kind == kind and overlap_of_smaller(p.box, region) > 0.2]
     return max(scores) if scores else 1.0
-
-
-def _overlap(a, b) -> float:
-    """Intersection over the smaller box's area."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
-    return ix * iy / smaller if smaller > 0 else 0.0
 
 
 def _paste(image: np.ndarray, step: Step, generated: np.ndarray, region: np.ndarray, feather_px: float) -> np.ndarray:

@@ -103,10 +103,7 @@ def face_mesh(image: np.ndarray, roi: geometry.Roi) -> tuple[np.ndarray, float]:
 def _same_face(a: np.ndarray, b: np.ndarray) -> bool:
     """IoU over the NMS threshold, or one box mostly inside the other (on a small face the
     short-range box can come out several times too large)."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
-    return geometry.iou(a, b) > NMS_IOU or (smaller > 0 and ix * iy / smaller > 0.5)
+    return geometry.iou(a, b) > NMS_IOU or geometry.overlap_of_smaller(a, b) > 0.5
 
 
 def _face(det: geometry.RawDetection, landmarks: np.ndarray, presence: float) -> Face:

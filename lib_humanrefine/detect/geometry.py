@@ -78,12 +78,27 @@ def decode_ssd(
     return out
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> float:
+def _intersection(a, b) -> float:
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return ix * iy
+
+
+def _area(box) -> float:
+    return (box[2] - box[0]) * (box[3] - box[1])
+
+
+def iou(a, b) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
+    inter = _intersection(a, b)
+    union = _area(a) + _area(b) - inter
     return float(inter / union) if union > 0 else 0.0
+
+
+def overlap_of_smaller(a, b) -> float:
+    """Intersection over the smaller box's area: 1 when one box lies inside the other."""
+    smaller = min(_area(a), _area(b))
+    return float(_intersection(a, b) / smaller) if smaller > 0 else 0.0
 
 
 def weighted_nms(dets: list[RawDetection], iou_threshold: float = 0.3) -> list[RawDetection]:

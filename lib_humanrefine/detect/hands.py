@@ -19,6 +19,7 @@ from .geometry import (
     Roi,
     crop_roi,
     decode_ssd,
+    iou,
     letterbox_warp,
     project,
     rotation_from_points,
@@ -182,15 +183,7 @@ def same_hand(a: Hand, b: Hand, max_distance: float = 0.25) -> bool:
     size = max(min(a.size, b.size), 1.0)
     if float(np.linalg.norm(a.landmarks[:, :2] - b.landmarks[:, :2], axis=1).mean()) < max_distance * size:
         return True
-    return _box_iou(a.box, b.box) > 0.5
-
-
-def _box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+    return iou(a.box, b.box) > 0.5
 
 
 def detect_hands(

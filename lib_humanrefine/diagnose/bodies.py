@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..detect.geometry import iou
 from ..detect.types import POSE, Detections, Person
 from .types import Signal, ramp
 
@@ -97,8 +98,6 @@ def torso_box(person: Person) -> tuple[float, float, float, float]:
 
 def overlap_signals(person_index: int, detections: Detections) -> list[Signal]:
     """Two skeletons sharing one torso region: fused or merged people (AbHuman 'multi')."""
-    from ..detect.geometry import iou
-
     me = np.array(torso_box(detections.people[person_index]))
     out = []
     for j, other in enumerate(detections.people):
