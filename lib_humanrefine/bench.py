@@ -195,11 +195,10 @@ def region_mask(image_path: Path) -> np.ndarray | None:
 
 
 def inside_fraction(mask: np.ndarray, box) -> float:
-    """Fraction of a box's area that lies in the mask's white region."""
+    """Fraction of a box's in-image area that lies in the mask's white region."""
     x0, y0, x1, y1 = (round(float(v)) for v in box)
-    x0, y0 = max(x0, 0), max(y0, 0)
-    area = max(x1 - x0, 0) * max(y1 - y0, 0)
-    return float(mask[y0:y1, x0:x1].sum()) / area if area else 0.0
+    region = mask[max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0)]  # slicing clips the far sides too
+    return float(region.mean()) if region.size else 0.0
 
 
 def _percentiles(values: list[float]) -> dict:

@@ -58,3 +58,13 @@ def test_inside_fraction_and_mask_lookup(tmp_path):
     white.save(tmp_path / "a_mask.jpg")
     found = region_mask(tmp_path / "a.png")
     assert found.shape == (20, 20) and found[:, :8].all() and not found[:, 12:].any()
+
+
+def test_inside_fraction_counts_only_the_in_image_part_of_a_box():
+    from lib_humanrefine.bench import inside_fraction
+
+    mask = np.zeros((10, 10), bool)
+    mask[:, 5:] = True
+    assert inside_fraction(mask, (5, 0, 15, 10)) == 1.0  # beyond the right edge
+    assert inside_fraction(mask, (-5, 0, 5, 10)) == 0.0  # beyond the left edge
+    assert inside_fraction(mask, (20, 20, 30, 30)) == 0.0  # wholly outside

@@ -12,25 +12,26 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lib_humanrefine.bench import load_labels
+from lib_humanrefine.bench import inside_fraction, load_labels
 from lib_humanrefine.diagnose import diagnose_image
 from lib_humanrefine.images import load_image
 
 
+@functools.lru_cache(maxsize=4)
+def _mask(mask_path: Path):
+    return load_image(mask_path)[:, :, 0] > 127 if mask_path.is_file() else None
+
+
 def mask_fraction(mask_path: Path, box) -> float | None:
-    """Fraction of the box's area that is white in the mask (None when there is no mask)."""
-    if not mask_path.is_file():
-        return None
-    mask = load_image(mask_path)[:, :, 0] > 127
-    x0, y0, x1, y1 = (round(v) for v in box)
-    x0, y0 = max(x0, 0), max(y0, 0)
-    region = mask[y0:y1, x0:x1]
-    return float(region.mean()) if region.size else 0.0
+    """Fraction of the box's in-image area that is white in the mask (None when there is no mask)."""
+    mask = _mask(mask_path)
+    return None if mask is None else inside_fraction(mask, box)
 
 
 def main() -> None:
