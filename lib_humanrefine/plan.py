@@ -37,6 +37,20 @@ PART_TEXT = {  # (positive, negative) appended to the user's prompts
 }
 LIMB_JOINTS = {"arm": ("shoulder", "elbow", "wrist"), "leg": ("hip", "knee", "ankle", "foot_index")}
 ADETAILER_DENOISE = 0.4  # ADetailer's default, for the every-part baseline
+STEP_KINDS = ("pose", "hand", "face")
+SEVERITY_BUMP = {"hand": 0.3, "face": 0.2, "pose": 0.0}  # extra denoise for a part scoring 1.0
+MAX_DENOISE = 0.95
+
+
+@dataclass
+class PartChoice:
+    """A part picked by hand (the tab), with optional per-part overrides of the plan options."""
+
+    part: int  # index into Diagnosis.parts
+    denoise: float | None = None
+    candidates: int | None = None
+    control_weight: float | None = None  # depth (hands) or OpenPose (bodies)
+    reference_weight: float | None = None
 
 
 @dataclass
@@ -48,7 +62,10 @@ class PlanOptions:
     steps: int = 20
     cfg_scale: float = 7.0
     candidates: int = 1  # seeds tried per step; the engine keeps the best
-    policy: str = "flagged"  # "flagged" | "all" (every detected hand and face, ADetailer-like)
+    policy: str = "flagged"  # "flagged" | "all" (every detected hand and face, ADetailer-like) | "off"
+    kinds: tuple[str, ...] = STEP_KINDS  # which step kinds may be planned ("pose" = bodies)
+    strength: dict[str, float] = field(default_factory=lambda: {"hand": 0.5, "face": 0.35, "pose": 0.6})
+    choices: list[PartChoice] | None = None  # explicit parts (the tab); overrides policy and kinds
     seam_pass: bool = True  # RealisHuman's second stage: repaint the ring around a fine part
     depth_weight: float = 0.55  # HandRefiner: 0.4-0.8 recommended, 0.55 in its evaluation
     pose_weight: float = 1.0
@@ -76,6 +93,8 @@ class Step:
     cfg_scale: float
     candidates: int
     seam_denoise: float  # 0 = no second stage
+    keypoints: np.ndarray | None = field(default=None, repr=False)  # the skeleton the controls ask for
+    part_size: float = 0.0  # the part's scale in pixels (hand size, face box side, torso)
 
     @property
     def box(self) -> tuple[int, int, int, int]:
@@ -205,19 +224,27 @@ def _step_kind(part: Part) -> str:
     return {"hand": "hand", "face": "face"}.get(part.kind, "pose")
 
 
-def _parts_to_refine(diagnosis: Diagnosis, options: PlanOptions) -> list[Part]:
-    if options.policy == "all":
-        chosen = [p for p in diagnosis.parts if p.kind in ("hand", "face") or p.score >= diagnosis.threshold]
+def _parts_to_refine(diagnosis: Diagnosis, options: PlanOptions) -> list[tuple[Part, PartChoice | None]]:
+    """The parts to fix, coarse (pose) steps first, then hands, then faces, worst first."""
+    if options.choices is not None:
+        chosen = [(diagnosis.parts[c.part], c) for c in options.choices if 0 <= c.part < len(diagnosis.parts)]
+    elif options.policy == "off":
+        chosen = []
+    elif options.policy == "all":
+        chosen = [(p, None) for p in diagnosis.parts if p.kind in ("hand", "face") or p.score >= diagnosis.threshold]
     elif options.policy == "flagged":
-        chosen = diagnosis.flagged()
+        chosen = [(p, None) for p in diagnosis.flagged()]
     else:
         raise ValueError(f"unknown policy {options.policy!r}")
+    if options.choices is None:
+        chosen = [(p, c) for p, c in chosen if _step_kind(p) in options.kinds]
     order = {"pose": 0, "hand": 1, "face": 2}
-    return sorted(chosen, key=lambda p: (order[_step_kind(p)], -p.score))
+    return sorted(chosen, key=lambda pc: (order[_step_kind(pc[0])], -pc[0].score))
 
 
 def make_step(
-    index: int, part: Part, image: np.ndarray, detections: Detections, options: PlanOptions
+    index: int, part: Part, image: np.ndarray, detections: Detections, options: PlanOptions,
+    choice: PartChoice | None = None,
 ) -> Step | None:  # fmt: skip
     """One step for one part; None when the part has no usable region."""
     shape = image.shape
@@ -227,13 +254,20 @@ def make_step(
         hand = detections.hands[part.index]
         region = hand_mask(hand.landmarks, hand.size, shape)
         context, ring_px = 0.6, 0.25 * hand.size
+        keypoints, part_size = hand.landmarks[:, :2].copy(), hand.size
     elif kind == "face":
         region = face_mask(part, detections, shape)
         x0, y0, x1, y1 = part.box
         context, ring_px = 0.5, 0.15 * max(x1 - x0, y1 - y0)
+        face = detections.faces[part.index]
+        keypoints = None if face.landmarks is None else face.landmarks[:, :2].copy()
+        part_size = float(max(x1 - x0, y1 - y0))
     else:
         region = body_mask(part, detections, shape)
-        context, ring_px = 0.25, 0.15 * detections.people[part.index].torso_size
+        person = detections.people[part.index]
+        context, ring_px = 0.25, 0.15 * person.torso_size
+        keypoints = np.where((person.visibility >= 0.5)[:, None], person.landmarks[:, :2], np.nan)
+        part_size = max(person.torso_size, 1.0)
     box = masks.bbox(region)
     if box is None:
         return None
@@ -242,31 +276,41 @@ def make_step(
     positive, negative = PART_TEXT["hand" if kind == "hand" else "face" if kind == "face" else part.main_category]
     controls: list[Control] = []
     crop_xyxy = (crop.x0, crop.y0, crop.x1, crop.y1)
+    choice = choice or PartChoice(-1)
+    control_weight = choice.control_weight
     if kind == "hand":
         near = [h.landmarks for h in detections.hands if _overlaps(h.box, crop_xyxy)]
-        controls.append(
-            Control("depth", options.depth_weight, 0.0, 1.0, image=render_hand_depth(near, crop_xyxy, size))
-        )
+        weight = options.depth_weight if control_weight is None else control_weight
+        if weight > 0:
+            controls.append(Control("depth", weight, 0.0, 1.0, image=render_hand_depth(near, crop_xyxy, size)))
     if kind == "pose":
         person = detections.people[part.index]
         hands = [(h.landmarks, h.side) for h in detections.hands if h.person == part.index]
-        skeleton = render_openpose([(person.landmarks, person.visibility)], hands, crop_xyxy, size)
-        controls.append(Control("openpose", options.pose_weight, 0.0, 1.0, image=skeleton))
-    controls.append(
-        Control(
-            "reference", options.reference_weight, 0.0, 1.0, fidelity=options.reference_fidelity,
-            image=reference_image(image, region, crop, size),
-        )
-    )  # fmt: skip
-    severity = min(max(part.score, 0.0), 1.0)
-    denoise = {"hand": 0.5 + 0.3 * severity, "face": 0.35 + 0.2 * severity}.get(kind, 0.6)
+        weight = options.pose_weight if control_weight is None else control_weight
+        if weight > 0:
+            skeleton = render_openpose([(person.landmarks, person.visibility)], hands, crop_xyxy, size)
+            controls.append(Control("openpose", weight, 0.0, 1.0, image=skeleton))
+    reference_weight = options.reference_weight if choice.reference_weight is None else choice.reference_weight
+    if reference_weight > 0:
+        controls.append(
+            Control(
+                "reference", reference_weight, 0.0, 1.0, fidelity=options.reference_fidelity,
+                image=reference_image(image, region, crop, size),
+            )
+        )  # fmt: skip
+    if choice.denoise is not None:
+        denoise = choice.denoise
+    else:
+        severity = min(max(part.score, 0.0), 1.0)
+        denoise = min(MAX_DENOISE, options.strength.get(kind, 0.5) + SEVERITY_BUMP[kind] * severity)
     return Step(
         index=index, kind=kind, part=part, category=part.main_category, score=part.score,
         mask=region, ring=ring, crop=crop, size=size, controls=controls,
         prompt=_join(options.prompt, positive), negative_prompt=_join(options.negative_prompt, negative),
         denoise=round(denoise, 3), seed=options.seed + 1000 * (index + 1), steps=options.steps,
-        cfg_scale=options.cfg_scale, candidates=max(1, options.candidates),
+        cfg_scale=options.cfg_scale, candidates=max(1, choice.candidates or options.candidates),
         seam_denoise=0.3 if options.seam_pass and kind != "pose" else 0.0,
+        keypoints=keypoints, part_size=float(part_size),
     )  # fmt: skip
 
 
@@ -276,8 +320,8 @@ def _overlaps(a, b) -> bool:
 
 def make_plan(image: np.ndarray, detections: Detections, diagnosis: Diagnosis, options: PlanOptions) -> Plan:
     steps: list[Step] = []
-    for part in _parts_to_refine(diagnosis, options):
-        step = make_step(len(steps), part, image, detections, options)
+    for part, choice in _parts_to_refine(diagnosis, options):
+        step = make_step(len(steps), part, image, detections, options, choice)
         if step is not None:
             steps.append(step)
     return Plan(image.shape[1], image.shape[0], options, steps, baseline_work(detections, options))

@@ -11,8 +11,18 @@ from synthetic import normal_hand, person, stretch_bone
 from lib_humanrefine.conditions import masks
 from lib_humanrefine.detect.types import Detections
 from lib_humanrefine.diagnose import diagnose_detections
-from lib_humanrefine.engine import EngineOptions, rediagnose_part, refine, run_step
-from lib_humanrefine.plan import PlanOptions, make_plan
+from lib_humanrefine.engine import (
+    Check,
+    EngineOptions,
+    apply_candidate,
+    check_part,
+    judge,
+    rediagnose_part,
+    refine,
+    run_step,
+)
+from lib_humanrefine.hosts.base import HostInterrupted
+from lib_humanrefine.plan import PartChoice, PlanOptions, make_plan
 
 
 def scene(broken=True):
@@ -67,17 +77,21 @@ def test_pose_steps_come_first_for_a_broken_arm():
     assert pose.mask[int(p.landmarks[13, 1]), int(p.landmarks[13, 0])] == 255  # the left elbow is inside
 
 
-def fixed_scorer(best_shift):
-    """Scores a candidate by how far its masked pixels moved from ``best_shift`` (0 = the fix)."""
+def fixed_checker(best_shift, found=True, error=0.0):
+    """Checks a candidate by how far its masked pixels moved from ``best_shift`` (score 0 = the fix)."""
 
     base = {}
 
-    def score(img, step):
-        original = base.setdefault("image", img.astype(int))  # the first call scores the original
+    def check(img, step):
+        original = base.setdefault("image", img.astype(int))  # the first call checks the original
         moved = (img.astype(int) - original)[step.mask > 0].mean()
-        return min(1.0, abs(moved - best_shift) / 50)
+        return Check(found, min(1.0, abs(moved - best_shift) / 50), error)
 
-    return score
+    return check
+
+
+def constant_checker(**values):
+    return lambda img, step: Check(**{"found": True, "score": 0.0, "skeleton_error": 0.0, **values})
 
 
 def test_best_candidate_is_kept_and_outside_pixels_are_untouched():
@@ -87,26 +101,51 @@ def test_best_candidate_is_kept_and_outside_pixels_are_untouched():
     host = ShiftHost()
     seeds = [step.seed + 7919 * c for c in range(3)]
     target = ShiftHost.shift(seeds[1])
-    out, result = run_step(image, step, host, fixed_scorer(target), margin=0.05)
-    assert result.accepted and len(result.candidate_scores) == 3
-    assert np.argmin(result.candidate_scores) == 1 and [r.seed for r in host.requests] == seeds
+    out, result = run_step(image, step, host, fixed_checker(target))
+    assert result.accepted and len(result.candidates) == 3 and result.chosen == 1
+    assert [r.seed for r in host.requests] == seeds and result.reason == "fixed (3/3 candidates passed)"
     assert np.array_equal(out[step.mask == 0], image[step.mask == 0])  # bit-identical outside the mask
     core = masks.erode(step.mask, 15) > 0  # where the feathered alpha is 1
     moved = (out[core].astype(int) - image[core]).mean()  # the crop's resampling adds noise, not bias
     assert abs(moved - target) < 3  # the chosen seed's pixels
 
 
-def test_no_improvement_reverts_to_the_exact_original():
-    image, det, diagnosis = scene()
-    step = make_plan(image, det, diagnosis, PlanOptions(seam_pass=False)).steps[0]
-    out, result = run_step(image, step, ShiftHost(), lambda img, s: 0.5, margin=0.05)
-    assert not result.accepted and out is image and "kept the original" in result.reason
+def test_a_part_the_diagnosis_has_no_opinion_about_is_fixed_when_it_is_found_on_its_skeleton():
+    """The old rule (keep only if the score drops by a margin) never kept a fix of a part scoring 0."""
+    image, det, diagnosis = scene(broken=False)
+    step = make_plan(image, det, diagnosis, PlanOptions(policy="all", seam_pass=False)).steps[0]
+    assert step.score == 0.0
+    out, result = run_step(image, step, ShiftHost(), constant_checker(score=0.0, skeleton_error=0.05))
+    assert result.accepted and out is not image and result.after.score == 0.0
+
+
+@pytest.mark.parametrize(
+    "check, reason",
+    [
+        ({"found": False, "score": 1.0, "skeleton_error": None}, "hand not found again"),
+        ({"skeleton_error": 0.4}, "skeleton moved 0.40 > 0.15"),
+        ({"score": 0.3}, "scores worse 0.30 vs 0.00"),
+    ],
+)
+def test_a_candidate_that_lost_the_part_drifted_or_got_worse_is_reverted(check, reason):
+    image, det, diagnosis = scene(broken=False)
+    step = make_plan(image, det, diagnosis, PlanOptions(policy="all", seam_pass=False, candidates=2)).steps[0]
+    original = Check(True, 0.0, 0.0)
+    bad = Check(**{"found": True, "score": 0.0, "skeleton_error": 0.0, **check})
+    checks = iter([original, bad, bad])
+    out, result = run_step(image, step, ShiftHost(), lambda img, s: next(checks))
+    assert not result.accepted and out is image
+    assert result.reason == f"kept: no candidate passed ({reason})" and result.passed == 0
+    # verification off keeps the best candidate whatever the checks say (ADetailer-like)
+    checks = iter([original, bad, bad])
+    out, result = run_step(image, step, ShiftHost(), lambda img, s: next(checks), EngineOptions(verify=False))
+    assert result.accepted and result.reason == "fixed (not verified)"
 
 
 def test_failing_host_keeps_the_image_and_says_why():
     image, det, diagnosis = scene()
     step = make_plan(image, det, diagnosis, PlanOptions()).steps[0]
-    out, result = run_step(image, step, BrokenHost(), lambda img, s: 0.0, margin=0.05)
+    out, result = run_step(image, step, BrokenHost(), constant_checker())
     assert not result.accepted and out is image and "ControlNet is not installed" in result.reason
 
 
@@ -114,7 +153,7 @@ def test_seam_stage_repaints_only_the_ring():
     image, det, diagnosis = scene()
     step = make_plan(image, det, diagnosis, PlanOptions()).steps[0]
     host = ShiftHost()
-    out, result = run_step(image, step, host, fixed_scorer(ShiftHost.shift(step.seed)), margin=0.0)
+    out, result = run_step(image, step, host, fixed_checker(ShiftHost.shift(step.seed)))
     assert len(host.requests) == 2
     first, seam = host.requests
     assert first.controls and not seam.controls and seam.denoising_strength == step.seam_denoise
@@ -123,17 +162,93 @@ def test_seam_stage_repaints_only_the_ring():
     assert np.array_equal(out[union == 0], image[union == 0])
 
 
-def test_refine_on_a_real_photo_with_an_identity_host_changes_nothing(models_ready, shared_data):
+def two_hand_scene():
+    image = np.random.default_rng(1).integers(60, 200, (480, 640, 3), dtype=np.uint8)
+    hands = [normal_hand(scale=40, origin=(150.0, 300.0)), normal_hand(scale=40, origin=(450.0, 300.0))]
+    det = Detections(640, 480, people=[], hands=hands)
+    return image, det, diagnose_detections(image, det, tta=False)
+
+
+def test_interrupt_between_steps_keeps_what_was_accepted(monkeypatch):
+    image, det, diagnosis = two_hand_scene()
+    monkeypatch.setattr("lib_humanrefine.engine.diagnose_image", lambda img, **kw: (det, diagnosis))
+    calls = []
+
+    def stop():  # the user presses Interrupt while the second hand's pass runs
+        calls.append(1)
+        return "interrupted" if len(calls) >= 4 else None
+
+    host = ShiftHost()
+    result = refine(
+        image, host, PlanOptions(policy="all", seam_pass=False), checker=constant_checker(), should_stop=stop
+    )
+    assert result.stopped == "interrupted" and len(host.requests) == 2  # the second pass was cut short
+    first, second = result.steps
+    assert first.accepted and not second.accepted and second.reason == "not finished" and second.candidates == []
+    plan = result.plans[0]
+    untouched = np.maximum(plan.steps[0].mask, plan.steps[0].ring) == 0
+    assert np.array_equal(result.image[untouched], image[untouched])  # the cut-short pass left no trace
+    assert result.summary().endswith("(stopped: interrupted)") and "fixed" in result.summary()
+
+
+def test_a_host_reporting_interruption_stops_the_run(monkeypatch):
+    image, det, diagnosis = two_hand_scene()
+    monkeypatch.setattr("lib_humanrefine.engine.diagnose_image", lambda img, **kw: (det, diagnosis))
+
+    class SkippingHost:
+        def inpaint(self, request):
+            raise HostInterrupted("skipped")
+
+    result = refine(image, SkippingHost(), PlanOptions(policy="all"), checker=constant_checker())
+    assert result.stopped == "skipped" and np.array_equal(result.image, image)
+
+
+def test_progress_names_part_and_candidate_and_kept_candidates_can_be_swapped(monkeypatch):
+    image, det, diagnosis = two_hand_scene()
+    monkeypatch.setattr("lib_humanrefine.engine.diagnose_image", lambda img, **kw: (det, diagnosis))
+    seen = []
+    result = refine(
+        image, ShiftHost(), PlanOptions(policy="all", candidates=2, seam_pass=False),
+        EngineOptions(keep_candidates=True), checker=constant_checker(), progress=seen.append,
+    )  # fmt: skip
+    assert seen == ["right hand 1/2", "right hand 2/2", "right hand 1/2", "right hand 2/2"]
+    step, outcome = result.plans[0].steps[0], result.steps[0]
+    other = outcome.candidates[1 - outcome.chosen]
+    swapped = apply_candidate(result.image, step, other)
+    c = step.crop
+    inside = step.mask[c.y0 : c.y1, c.x0 : c.x1] > 0
+    assert np.array_equal(swapped[c.y0 : c.y1, c.x0 : c.x1][inside], other.patch[inside])
+    outside = np.maximum(step.mask, step.ring) == 0
+    assert np.array_equal(swapped[outside], result.image[outside])
+
+
+def test_summary_line_reads_like_the_issue_asks():
+    image, det, diagnosis = scene()
+    step = make_plan(image, det, diagnosis, PlanOptions(candidates=3, seam_pass=False)).steps[0]
+    checks = iter([Check(True, 1.0, 0.0), Check(True, 0.2, 0.1), Check(False, 1.0), Check(True, 0.1, 0.1)])
+    _out, fixed = run_step(image, step, ShiftHost(), lambda img, s: next(checks))
+    assert fixed.phrase() == "right hand fixed (2/3 candidates passed)" and fixed.chosen == 2
+
+
+def test_refine_on_a_real_photo_with_an_identity_host_changes_nothing_outside_accepted_regions(
+    models_ready, shared_data
+):
     from lib_humanrefine.images import load_image
 
     image = load_image(shared_data / "ai" / "handrefiner_1.jpg")
     result = refine(image, IdentityHost(), PlanOptions(policy="all"), EngineOptions(tta=False))
     assert result.steps, "policy 'all' plans a pass for every detected hand and face"
-    assert not any(r.accepted for r in result.steps)
-    assert np.array_equal(result.image, image) and not result.changed.any()
+    # the identity host returns the crop itself: parts are found again where they were
+    assert any(r.accepted for r in result.steps)
+    for r in result.steps:
+        if r.accepted:
+            assert r.after.found
+    region = result.changed > 0
+    diff = np.abs(result.image.astype(int) - image.astype(int))
+    assert not diff[~region].any() and diff[region].mean() < 4  # only resampling noise inside
 
 
-def test_rediagnose_finds_the_same_hand(models_ready, shared_data):
+def test_check_part_finds_the_same_hand_on_its_skeleton(models_ready, shared_data):
     from lib_humanrefine.detect import detect
     from lib_humanrefine.images import load_image
 
@@ -144,12 +259,37 @@ def test_rediagnose_finds_the_same_hand(models_ready, shared_data):
     hand_steps = [s for s in plan.steps if s.kind == "hand"]
     assert hand_steps
     for step in hand_steps:
-        again = rediagnose_part(image, step)
-        assert again < 1.0  # the hand is found again in its own crop
-        blank = image.copy()
+        again = check_part(image, step)
+        assert again.found and again.score < 1.0 and again.skeleton_error < 0.1
+        shifted = image.copy()  # the hand's pixels moved by a third of its size: the skeleton no longer fits
         c = step.crop
+        dx = int(step.part_size / 3)
+        shifted[c.y0 : c.y1, c.x0 + dx : c.x1] = image[c.y0 : c.y1, c.x0 : c.x1 - dx]
+        moved = check_part(shifted, step)
+        assert judge(moved, again, step, EngineOptions()) != ""  # lost, or off its skeleton
+        blank = image.copy()
         blank[c.y0 : c.y1, c.x0 : c.x1] = 128
-        assert rediagnose_part(blank, step) == 1.0  # a hand painted over is a lost hand
+        assert check_part(blank, step) == Check(False, 1.0)  # a hand painted over is a lost hand
+        assert rediagnose_part(blank, step) == 1.0
+
+
+def test_policy_off_kinds_strengths_and_explicit_choices():
+    image, det, diagnosis = two_hand_scene()
+    assert make_plan(image, det, diagnosis, PlanOptions(policy="off")).steps == []
+    assert make_plan(image, det, diagnosis, PlanOptions(policy="all", kinds=("face", "pose"))).steps == []
+    plan = make_plan(image, det, diagnosis, PlanOptions(policy="all", strength={"hand": 0.7, "face": 0.3, "pose": 0.6}))
+    assert [s.denoise for s in plan.steps] == [0.7, 0.7]  # no severity bump for a normal hand
+    picked = make_plan(
+        image, det, diagnosis,
+        PlanOptions(policy="off", choices=[PartChoice(1, denoise=0.42, candidates=3, control_weight=0.8)]),
+    )  # fmt: skip
+    (step,) = picked.steps
+    assert step.part is diagnosis.parts[1] and step.denoise == 0.42 and step.candidates == 3
+    assert step.controls[0].kind == "depth" and step.controls[0].weight == 0.8
+    no_controls = make_plan(
+        image, det, diagnosis, PlanOptions(choices=[PartChoice(0, control_weight=0.0, reference_weight=0.0)])
+    )
+    assert no_controls.steps[0].controls == []
 
 
 def test_plan_cli_writes_every_file(models_ready, shared_data, tmp_path):

@@ -47,6 +47,15 @@ class InpaintRequest:
     cfg_scale: float
     denoising_strength: float
     controls: list[Control] = field(default_factory=list)
+    label: str = ""  # what is being fixed, for progress text and logs ("P1 left hand")
+
+
+class HostInterrupted(Exception):
+    """The user pressed Interrupt or Skip during a pass: its result must not be used."""
+
+    def __init__(self, reason: str = "interrupted"):
+        super().__init__(reason)
+        self.reason = reason
 
 
 class Host(Protocol):
