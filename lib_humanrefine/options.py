@@ -83,6 +83,9 @@ SETTINGS: tuple[Option, ...] = (
            minimum=0.0, maximum=2.0, step=0.05, infotext="HumanRefine reference weight", per_request=True),
     Option("humanrefine_reference_fidelity", "Reference fidelity (style fidelity of reference_only)", 0.5, "float",
            minimum=0.0, maximum=1.0, step=0.05, infotext="HumanRefine reference fidelity", per_request=True),
+    Option("humanrefine_part_resolution", "Generation size of a part, long side in pixels (0 = the model's native "
+           "size: 512 for SD 1.5, 1024 for SDXL)", 0, "int", minimum=0, maximum=2048, step=64,
+           infotext="HumanRefine part resolution", per_request=True),
     Option("humanrefine_depth_model", "ControlNet model for hand depth (Automatic: a hand-refiner depth model, "
            "else a depth model matching the checkpoint)", AUTOMATIC, "text", per_request=True),
     Option("humanrefine_pose_model", "ControlNet model for OpenPose (Automatic: an OpenPose model matching the "
@@ -119,6 +122,7 @@ class Settings:
     pose_weight: float = 1.0
     reference_weight: float = 1.0
     reference_fidelity: float = 0.5
+    part_resolution: int = 0
     depth_model: str = AUTOMATIC
     pose_model: str = AUTOMATIC
     save_before: bool = False

@@ -58,6 +58,7 @@ class PlanOptions:
     prompt: str = ""
     negative_prompt: str = ""
     model: str = "sd15"  # "sd15" | "sdxl": native generation size 512 / 1024
+    part_resolution: int = 0  # the long side a part is generated at; 0 = the model's native size
     seed: int = 0
     steps: int = 20
     cfg_scale: float = 7.0
@@ -169,7 +170,7 @@ def _join(*texts: str) -> str:
 def baseline_work(detections: Detections, options: PlanOptions) -> int:
     """UNet work of one inpaint pass per detected hand and face at the native square size and
     ADetailer's default denoise (its default policy)."""
-    native = NATIVE[options.model]
+    native = options.part_resolution or NATIVE[options.model]
     passes = len(detections.hands) + len(detections.faces)
     return passes * (native // 8) ** 2 * effective_steps(options.steps, ADETAILER_DENOISE)
 
@@ -249,7 +250,7 @@ def make_step(
     """One step for one part; None when the part has no usable region."""
     shape = image.shape
     kind = _step_kind(part)
-    native = NATIVE[options.model]
+    native = options.part_resolution or NATIVE[options.model]
     if kind == "hand":
         hand = detections.hands[part.index]
         region = hand_mask(hand.landmarks, hand.size, shape)

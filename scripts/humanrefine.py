@@ -5,11 +5,11 @@ from __future__ import annotations
 from modules import script_callbacks, scripts
 
 from lib_humanrefine import webui
-from lib_humanrefine.webui import ui
+from lib_humanrefine.webui import api, hooks, ui
 
 
 class HumanRefineScript(scripts.Script):
-    sorting_priority = 20  # Forge: place in the UI near ADetailer-like tools
+    sorting_priority = 1  # Forge sorts ascending: just after extensions without one, above ControlNet (10)
 
     def __init__(self):
         super().__init__()
@@ -22,24 +22,28 @@ class HumanRefineScript(scripts.Script):
         return scripts.AlwaysVisible
 
     def ui(self, is_img2img):
-        components, self.infotext_fields = ui.build(is_img2img)
-        self.paste_field_names = [key for _component, key in self.infotext_fields if isinstance(key, str)]
+        components, self.infotext_fields, self.paste_field_names = ui.build(is_img2img)
         return components
 
     def process(self, p, *args):
         state = webui.start_job(p, args)
         if state is not None:
             self._jobs[id(p)] = state
+            hooks.track(state)
 
     def postprocess_image_after_composite(self, p, pp, *args):
         state = self._jobs.get(id(p))
         if state is not None:
-            webui.diagnose_image(p, state, pp.image)
+            webui.process_image(p, state, pp)
 
     def postprocess(self, p, processed, *args):
         state = self._jobs.pop(id(p), None)
         if state is not None:
             webui.finish_job(p, processed, state)
+            hooks.untrack(state)
 
 
 script_callbacks.on_ui_settings(webui.register_settings)
+script_callbacks.on_before_ui(hooks.register_prompt_tag)
+script_callbacks.on_image_saved(hooks.on_image_saved)
+script_callbacks.on_app_started(api.on_app_started)

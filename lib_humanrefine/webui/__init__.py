@@ -1,23 +1,35 @@
 """Glue between the WebUI's always-on Script and the core. WebUI modules are imported lazily,
 inside functions, so this package imports anywhere (tests use stand-ins of ``p``).
 
-Per job: ``start_job`` (from ``Script.process``) validates the arguments and registers an
-infotext callable; ``diagnose_image`` (per final image) records the summary; ``finish_job``
-(from ``Script.postprocess``) appends overlays when the setting asks for them. Nothing here
-ever replaces or drops the generated image: on any error the image stays as it is and the
-infotext says what went wrong.
+Per job: ``start_job`` (from ``Script.process``) validates the arguments and registers infotext
+callables; ``process_image`` (per final image, after hires fix and the inpaint composite)
+diagnoses it and runs the planned steps as nested img2img passes, replacing the image only with a
+verified result; ``finish_job`` (from ``Script.postprocess``) appends overlays. Nothing here ever
+loses the generated image: on any error the image stays as it was and the infotext says why.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 
-from ..errors import HumanRefineError
-from ..options import INFOTEXT_KEY, SETTINGS, ScriptArgs, infotext_params, parse_script_args
+from .. import prompt_tags
+from ..errors import HumanRefineError, ModelsMissing
+from ..options import (
+    INFOTEXT_KEY,
+    RESULT_INFOTEXT_KEY,
+    SETTINGS,
+    BadOptions,
+    ScriptArgs,
+    Settings,
+    infotext_params,
+    parse_script_args,
+)
 
 TITLE = "HumanRefine"
 SETTINGS_SECTION = ("humanrefine", "HumanRefine")
+EXTENSION_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def log(message: str) -> None:
@@ -26,8 +38,6 @@ def log(message: str) -> None:
 
 def webui_models_dir() -> str | None:
     """``--humanrefine-models-dir``, else ``<webui models dir>/humanrefine`` inside a WebUI, else None."""
-    import os
-
     try:
         from modules import paths_internal  # type: ignore[import-not-found]
     except ImportError:
@@ -35,6 +45,32 @@ def webui_models_dir() -> str | None:
     shared = sys.modules.get("modules.shared")  # absent in install.py: don't import the whole WebUI
     flag = getattr(getattr(shared, "cmd_opts", None), "humanrefine_models_dir", None)
     return flag or os.path.join(paths_internal.models_path, "humanrefine")
+
+
+def use_webui_models_dir() -> None:
+    from ..models import set_models_dir
+
+    folder = webui_models_dir()
+    if folder:
+        set_models_dir(folder)
+
+
+def models_fetch_hint(folder) -> str:
+    """The exact command that fills the folder this WebUI reads (or: restart, install.py fetches)."""
+    return (f"restart the WebUI (it fetches them at start) or run: cd \"{EXTENSION_DIR}\" && "
+            f"\"{sys.executable}\" -m lib_humanrefine --models-dir \"{folder}\" models fetch")  # fmt: skip
+
+
+def user_message(exc: Exception) -> str:
+    """One line for the infotext and console; missing models name the folder and the command."""
+    if isinstance(exc, ModelsMissing):
+        from ..models import models_dir
+
+        first = str(exc).split("; run", 1)[0]
+        return f"{first}; {models_fetch_hint(models_dir())}"
+    if isinstance(exc, HumanRefineError):
+        return str(exc)
+    return f"{exc.__class__.__name__}: {exc}"
 
 
 def opt(key: str):
@@ -48,71 +84,201 @@ def opt(key: str):
         return default
 
 
+def current_settings() -> Settings:
+    return Settings.from_lookup(lambda key, default: opt(key))
+
+
 @dataclass
 class JobState:
     """What one generation job needs between hooks; lives in the Script, not on ``p``."""
 
     args: ScriptArgs
+    settings: Settings
     summaries: dict[tuple[int, int], str] = field(default_factory=dict)  # (iteration, batch index) -> text
+    results: dict[tuple[int, int], str] = field(default_factory=dict)
+    reports: dict[int, dict] = field(default_factory=dict)  # id(saved image) -> report
     overlays: list = field(default_factory=list)  # PIL images
+    host: object | None = None  # WebUIHost, made on the first image that needs it
+
+    @staticmethod
+    def _key(kwargs) -> tuple[int, int]:
+        p = kwargs.get("p")
+        return (getattr(p, "iteration", 0) if p is not None else 0, kwargs.get("index") or 0)
 
     def infotext(self, **kwargs) -> str | None:
         """Called by the WebUI's create_infotext with its locals (``p``, ``index``...)."""
-        p = kwargs.get("p")
-        index = kwargs.get("index") or 0
-        iteration = getattr(p, "iteration", 0) if p is not None else 0
-        return self.summaries.get((iteration, index))
+        return self.summaries.get(self._key(kwargs))
+
+    def result_infotext(self, **kwargs) -> str | None:
+        return self.results.get(self._key(kwargs))
+
+
+def _prompts(p) -> list[str]:
+    return list(getattr(p, "all_prompts", None) or [getattr(p, "prompt", "") or ""])
 
 
 def start_job(p, raw_args) -> JobState | None:
-    """From ``Script.process``: None when disabled or when ``p`` is one of our own inner passes."""
-    if getattr(p, "_humanrefine_inner", False):
+    """From ``Script.process``: None when off for every image or when ``p`` is our own nested pass."""
+    from ..hosts.webui import INNER_FLAG
+
+    if getattr(p, INNER_FLAG, False):
         return None
     try:
         args = parse_script_args(list(raw_args))
-    except HumanRefineError as exc:
+    except BadOptions as exc:
         log(str(exc))
-        p.extra_generation_params[INFOTEXT_KEY] = f"error - {exc}".replace(",", " ").replace(":", " ")
+        p.extra_generation_params[INFOTEXT_KEY] = f"error - {exc}"
         return None
-    if not args.enabled:
+    switched_on = any(s.present and not s.off for s in map(prompt_tags.parse, _prompts(p)))
+    if not args.enabled and not switched_on:
         return None
-    state = JobState(args)
+    state = JobState(args, current_settings())
     p.extra_generation_params[INFOTEXT_KEY] = state.infotext
-    p.extra_generation_params.update(infotext_params(args))
+    p.extra_generation_params[RESULT_INFOTEXT_KEY] = state.result_infotext
+    p.extra_generation_params.update(infotext_params(args, state.settings))
     return state
 
 
-def diagnose_image(p, state: JobState, image) -> None:
-    """From the per-image hook: diagnose the final (composited) PIL image.
+def _image_index(p) -> int:
+    return getattr(p, "iteration", 0) * getattr(p, "batch_size", 1) + getattr(p, "batch_index", 0)
 
-    Keyed by ``p.batch_index`` (the position create_infotext receives as ``index``); Forge's
-    ``pp.index`` counts across batches and would not match it."""
+
+def _pick(values, index: int, default):
+    values = values or []
+    return values[index] if index < len(values) else (values[0] if values else default)
+
+
+def plan_options_for(p, args: ScriptArgs, settings: Settings, index: int):
+    """The plan options of image ``index`` of job ``p``: its own prompt (HumanRefine tags removed),
+    seed, the job's steps and CFG, and the options after the prompt's switches."""
+    from ..service import plan_options_from
+
+    model = "sd15"
+    try:
+        from modules import shared  # type: ignore[import-not-found]
+
+        from ..hosts.webui import is_sdxl_like
+
+        model = "sdxl" if is_sdxl_like(shared.sd_model) else "sd15"
+    except ImportError:
+        pass
+    prompt = _pick(getattr(p, "all_prompts", None), index, getattr(p, "prompt", "") or "")
+    negative = _pick(getattr(p, "all_negative_prompts", None), index, getattr(p, "negative_prompt", "") or "")
+    seed = int(_pick(getattr(p, "all_seeds", None), index, getattr(p, "seed", 0) or 0))
+    return plan_options_from(
+        args, settings, prompt_tags.strip(prompt), prompt_tags.strip(negative), model, seed,
+        int(getattr(p, "steps", 20) or 20), float(getattr(p, "cfg_scale", 7.0) or 7.0),
+    )  # fmt: skip
+
+
+def set_progress(text: str) -> None:
+    try:
+        from modules import shared  # type: ignore[import-not-found]
+
+        shared.state.textinfo = f"HumanRefine: {text}"
+    except ImportError:
+        pass
+
+
+def process_image(p, state: JobState, pp) -> None:
+    """From the per-image hook: diagnose the final (composited) image and, unless the policy is
+    ``off``, refine it through nested passes. Keyed by ``p.batch_index`` (the position
+    create_infotext receives as ``index``; Forge's ``pp.index`` counts across batches)."""
     from ..diagnose import diagnose_image
     from ..diagnose.report import summary
     from ..images import to_rgb_array
-    from ..models import set_models_dir
 
     key = (getattr(p, "iteration", 0), getattr(p, "batch_index", 0))
+    index = _image_index(p)
+    switch = prompt_tags.parse(_pick(getattr(p, "all_prompts", None), index, ""))
+    for warning in switch.warnings:
+        log(warning)
+    args = switch.apply(state.args)
+    if args is None:
+        if state.args.enabled:
+            state.summaries[key] = "off for this image (prompt)"
+        return
     try:
-        models_dir = webui_models_dir()
-        if models_dir:
-            set_models_dir(models_dir)
-        array = to_rgb_array(image)
-        tta = bool(opt("humanrefine_tta"))
-        detections, diagnosis = diagnose_image(array, threshold=state.args.threshold, tta=tta)
+        use_webui_models_dir()
+        array = to_rgb_array(pp.image)
+        detections, diagnosis = diagnose_image(array, threshold=args.threshold, tta=state.settings.tta)
         state.summaries[key] = summary(diagnosis)
-        if opt("humanrefine_show_overlay"):
+        if state.settings.show_overlay:
             from PIL import Image
 
             from ..diagnose.overlay import draw_overlay
 
             state.overlays.append(Image.fromarray(draw_overlay(array, detections, diagnosis)))
-    except HumanRefineError as exc:
-        log(str(exc))
-        state.summaries[key] = f"error - {exc}".replace(",", " ").replace(":", " ")
     except Exception as exc:  # never lose the user's image over a diagnosis failure
-        log(f"diagnosis failed ({exc.__class__.__name__}: {exc}); the image is kept unchanged")
-        state.summaries[key] = f"error - {exc.__class__.__name__}"
+        message = user_message(exc)
+        log(f"diagnosis failed: {message}; the image is kept unchanged")
+        state.summaries[key] = f"error - {message}"
+        return
+    if args.policy == "off":
+        return
+    refine_image(p, state, pp, args, array, (detections, diagnosis), index)
+
+
+def refine_image(p, state: JobState, pp, args: ScriptArgs, array, initial, index: int) -> None:
+    """Run the plan through the WebUI; ``pp.image`` is replaced only by a finished result."""
+    from ..engine import EngineOptions, refine
+    from ..hosts.webui import WebUIHost, keep_params_txt, stop_reason
+
+    key = (getattr(p, "iteration", 0), getattr(p, "batch_index", 0))
+    reason = stop_reason()
+    if reason:
+        state.results[key] = f"not run: {reason}"
+        return
+    last_in_batch = getattr(p, "batch_index", 0) >= getattr(p, "batch_size", 1) - 1
+    try:
+        if state.host is None:
+            choices = {"depth": state.settings.depth_model, "openpose": state.settings.pose_model}
+            state.host = WebUIHost.for_job(p, choices)
+            for note in state.host.notes:
+                log(note)
+        if state.settings.save_before:
+            save_before(p, pp.image, index)
+        options = EngineOptions(threshold=args.threshold, tta=state.settings.tta, verify=state.settings.verify)
+        with keep_params_txt():
+            result = refine(
+                array, state.host, plan_options_for(p, args, state.settings, index), options,
+                progress=set_progress, should_stop=stop_reason, initial=initial,
+            )  # fmt: skip
+    except Exception as exc:  # the image is kept exactly as generated
+        message = user_message(exc)
+        log(f"refinement failed: {message}; the image is kept unchanged")
+        state.results[key] = f"error - {message}"
+        return
+    finally:
+        if state.host is not None:
+            try:
+                state.host.after_image(p, last_in_batch)
+            except Exception as exc:
+                log(f"could not restore the outer job's ControlNet: {exc.__class__.__name__}: {exc}")
+    state.results[key] = result.summary()
+    log(f"image {index + 1}: {state.results[key]}")
+    if result.changed.any():
+        from PIL import Image
+
+        refined = Image.fromarray(result.image)
+        refined.info.update(getattr(pp.image, "info", {}) or {})
+        pp.image = refined
+    report = result.describe()
+    report["controlnet"] = list(getattr(state.host, "notes", []))
+    state.reports[id(pp.image)] = report
+
+
+def save_before(p, image, index: int) -> None:
+    """Save the image as generated (suffix ``-before-humanrefine``) beside the outputs."""
+    from modules import images, shared  # type: ignore[import-not-found]
+
+    if not getattr(p, "save_samples", lambda: True)():
+        return
+    images.save_image(
+        image, p.outpath_samples, "", _pick(getattr(p, "all_seeds", None), index, -1),
+        _pick(getattr(p, "all_prompts", None), index, ""), shared.opts.samples_format,
+        p=p, suffix="-before-humanrefine",
+    )  # fmt: skip
 
 
 def finish_job(p, processed, state: JobState) -> None:
@@ -125,10 +291,30 @@ def finish_job(p, processed, state: JobState) -> None:
         infotexts.extend(["HumanRefine overlay"] * len(state.overlays))
 
 
+def write_report_beside(params, report: dict) -> None:
+    """``on_image_saved``: the report as ``<image>.humanrefine.json`` (setting)."""
+    import json
+
+    from modules import paths  # type: ignore[import-not-found]
+
+    filename = params.filename if os.path.isabs(params.filename) else os.path.join(paths.data_path, params.filename)
+    target = os.path.splitext(filename)[0] + ".humanrefine.json"
+    tmp = target + ".part"
+    with open(tmp, "w", encoding="utf8") as fh:
+        json.dump(report, fh, indent=1)
+    os.replace(tmp, target)
+
+
 def register_settings() -> None:
     """``on_ui_settings`` callback: the options in ``SETTINGS`` on the settings page."""
     from modules import shared  # type: ignore[import-not-found]
 
+    from .ui import setting_component
+
     for option in SETTINGS:
-        info = shared.OptionInfo(option.default, option.label, section=SETTINGS_SECTION)
+        component, component_args = setting_component(option)
+        info = shared.OptionInfo(
+            option.default, option.label, component, component_args, section=SETTINGS_SECTION,
+            infotext=option.infotext,
+        )  # fmt: skip
         shared.opts.add_option(option.key, info)

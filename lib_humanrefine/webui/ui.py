@@ -1,9 +1,12 @@
-"""The accordion's gradio components, built from options.SCRIPT_OPTIONS. Only constructor
-arguments that gradio 3.41 and 4.40 share are used (no ``.style()``, no ``tool=``)."""
+"""The accordion's gradio components, built from options.SCRIPT_OPTIONS, and the settings page's
+components from options.SETTINGS. Only constructor arguments that gradio 3.41 and 4.40 share are
+used (no ``.style()``, no ``tool=``)."""
 
 from __future__ import annotations
 
-from ..options import SCRIPT_OPTIONS, Option
+from itertools import groupby
+
+from ..options import AUTOMATIC, INFOTEXT_KEY, SCRIPT_OPTIONS, Option, pasted_value
 
 
 def _component(gr, option: Option, tab: str):
@@ -14,9 +17,22 @@ def _component(gr, option: Option, tab: str):
         return gr.Checkbox(**common)
     if option.kind == "choice":
         return gr.Radio(choices=list(option.choices), **common)
-    if option.kind == "float":
+    if option.kind in ("float", "int"):
         return gr.Slider(minimum=option.minimum, maximum=option.maximum, step=option.step, **common)
     raise AssertionError(option.kind)
+
+
+def paste_field(option: Option):
+    """What "paste" / "send to" puts into the option's component: the infotext's value, the default
+    when the infotext was made with HumanRefine but left the option at its default, and nothing
+    (keep the current value) for infotexts without HumanRefine."""
+
+    def read(params: dict):
+        if option.infotext in params:
+            return pasted_value(option, params[option.infotext])
+        return option.default if INFOTEXT_KEY in params else None
+
+    return read
 
 
 def build(is_img2img: bool):
@@ -24,11 +40,44 @@ def build(is_img2img: bool):
     import gradio as gr
 
     tab = "img2img" if is_img2img else "txt2img"
+    components = []
     with gr.Accordion("HumanRefine", open=False, elem_id=f"humanrefine_{tab}_accordion", elem_classes=["humanrefine"]):
-        components = [_component(gr, option, tab) for option in SCRIPT_OPTIONS]
+        for row, options in groupby(SCRIPT_OPTIONS, key=lambda o: o.row):
+            if row:
+                with gr.Row(elem_id=f"humanrefine_{tab}_{row}"):
+                    components += [_component(gr, option, tab) for option in options]
+            else:
+                components += [_component(gr, option, tab) for option in options]
     enabled = components[0]
-    infotext_fields = [(enabled, lambda params: "HumanRefine" in params)]
+    infotext_fields = [(enabled, lambda params: INFOTEXT_KEY in params)]
     for option, component in zip(SCRIPT_OPTIONS, components):
         if option.infotext:
-            infotext_fields.append((component, option.infotext))
-    return components, infotext_fields
+            infotext_fields.append((component, paste_field(option)))
+    paste_names = [INFOTEXT_KEY] + [o.infotext for o in SCRIPT_OPTIONS if o.infotext]
+    return components, infotext_fields, paste_names
+
+
+def controlnet_model_choices() -> list[str]:
+    """Automatic, None, and the ControlNet models the host lists (empty without ControlNet)."""
+    names = []
+    try:
+        from ..hosts.controlnet import find_controlnet
+
+        bridge = find_controlnet(None)
+        names = [n for n in (bridge.model_names if bridge else []) if n != "None"]
+    except Exception:  # the settings page must open even if ControlNet is broken
+        pass
+    return [AUTOMATIC, "None", *names]
+
+
+def setting_component(option: Option):
+    """(component, component_args) for ``shared.OptionInfo``; None lets the host pick a checkbox."""
+    import gradio as gr
+
+    if option.kind == "bool":
+        return None, None
+    if option.kind in ("float", "int"):
+        return gr.Slider, {"minimum": option.minimum, "maximum": option.maximum, "step": option.step}
+    if option.kind == "text":
+        return gr.Dropdown, lambda: {"choices": controlnet_model_choices()}
+    raise AssertionError(option.kind)

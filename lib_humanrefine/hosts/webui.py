@@ -1,0 +1,195 @@
+"""The Host that runs inpaint requests as nested img2img passes of the running WebUI (A1111 and
+the Forge family): ``StableDiffusionProcessingImg2Img`` + ``processing.process_images`` with the
+model the WebUI has loaded, its sampler, and its memory management — no model is loaded here.
+
+Each pass gets a script runner holding only a copy of the host's ControlNet script with our units
+(depth / OpenPose with our control images, ``reference_only`` with the part's reference), so no
+other always-on script — ours included — runs inside it and the outer job's ControlNet units do
+not leak in. Interrupt and Skip end a pass early; its result is then thrown away
+(``HostInterrupted``). WebUI modules are imported inside functions only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .base import HostInterrupted, InpaintRequest
+from .controlnet import ControlNetBridge, find_controlnet, outer_controlnet_script
+
+INNER_FLAG = "_humanrefine_inner"  # set on our nested passes; our Script ignores such jobs
+
+
+def log(message: str) -> None:
+    print(f"[HumanRefine] {message}", file=sys.stderr)
+
+
+def stop_reason() -> str | None:
+    """'interrupted' / 'skipped' when the user pressed Interrupt / Skip, else None."""
+    from modules import shared  # type: ignore[import-not-found]
+
+    state = shared.state
+    if getattr(state, "interrupted", False):
+        return "interrupted"
+    if getattr(state, "skipped", False):
+        return "skipped"
+    return None
+
+
+def is_sdxl_like(sd_model) -> bool:
+    """Models whose native size is 1024 (SDXL and newer); SD 1.5/2.x are 512."""
+    return any(getattr(sd_model, flag, False) for flag in ("is_sdxl", "is_sd3", "is_flux"))
+
+
+@dataclass
+class PassSettings:
+    """Sampling settings shared by every pass for one image (taken from the outer job)."""
+
+    sampler_name: str | None = None
+    scheduler: str | None = None
+    extra: dict = field(default_factory=dict)  # other processing fields to copy (clip skip lives in opts)
+
+
+@dataclass
+class WebUIHost:
+    """``inpaint(request)`` → the inpainted crop, through the WebUI's own processing."""
+
+    settings: PassSettings
+    controlnet: ControlNetBridge | None
+    model_choices: dict[str, str] = field(default_factory=dict)  # control kind -> setting value
+    outpath: str | None = None
+    passes: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def for_job(cls, p, model_choices: dict[str, str]) -> WebUIHost:
+        """A host that samples like the outer job ``p`` (sampler, scheduler, distilled CFG...)."""
+        extra = {k: getattr(p, k) for k in ("distilled_cfg_scale", "s_min_uncond", "eta") if hasattr(p, k)}
+        settings = PassSettings(getattr(p, "sampler_name", None), getattr(p, "scheduler", None), extra)
+        host = cls(settings, find_controlnet(getattr(p, "scripts", None)), model_choices,
+                   getattr(p, "outpath_samples", None))  # fmt: skip
+        host._check_controlnet()
+        return host
+
+    @classmethod
+    def standalone(cls, sampler_name, scheduler, model_choices: dict[str, str]) -> WebUIHost:
+        host = cls(PassSettings(sampler_name, scheduler), find_controlnet(None), model_choices)
+        host._check_controlnet()
+        return host
+
+    def _check_controlnet(self) -> None:
+        if self.controlnet is None:
+            self.notes.append("no ControlNet in this WebUI: plain inpainting")
+            return
+        from modules import shared  # type: ignore[import-not-found]
+
+        # Name the models now, so the report says what every pass will use.
+        is_sdxl = is_sdxl_like(shared.sd_model)
+        for kind in ("depth", "openpose"):
+            from .controlnet import pick_model
+
+            _model, note = pick_model(self.controlnet.model_names, kind, is_sdxl, self.model_choices.get(kind, ""))
+            self.notes.append(note)
+
+    # --- one pass -----------------------------------------------------------------------------
+
+    def _processing(self, request: InpaintRequest):
+        from modules import processing, shared  # type: ignore[import-not-found]
+        from PIL import Image
+
+        cls = processing.StableDiffusionProcessingImg2Img
+        accepted = {f.name for f in dataclasses.fields(cls) if f.init}
+        width, height = request.size
+        values = {
+            "sd_model": shared.sd_model, "outpath_samples": self.outpath, "outpath_grids": self.outpath,
+            "prompt": request.prompt, "negative_prompt": request.negative_prompt, "styles": [],
+            "seed": int(request.seed), "subseed": -1, "subseed_strength": 0.0,
+            "sampler_name": self.settings.sampler_name, "scheduler": self.settings.scheduler,
+            "batch_size": 1, "n_iter": 1, "steps": int(request.steps), "cfg_scale": float(request.cfg_scale),
+            "width": int(width), "height": int(height),
+            "init_images": [Image.fromarray(request.image)], "mask": Image.fromarray(request.mask),
+            "mask_blur": 4, "inpainting_fill": 1, "inpaint_full_res": False, "resize_mode": 0,
+            "denoising_strength": float(request.denoising_strength),
+            "do_not_save_samples": True, "do_not_save_grid": True,
+            "override_settings": {}, "override_settings_restore_afterwards": True,
+            **self.settings.extra,
+        }  # fmt: skip
+        p2 = cls(**{k: v for k, v in values.items() if k in accepted and v is not None})
+        # Fresh condition caches (the class-level ones are shared between jobs).
+        p2.cached_c = [None] * len(getattr(cls, "cached_c", [None, None]))
+        p2.cached_uc = [None] * len(getattr(cls, "cached_uc", [None, None]))
+        setattr(p2, INNER_FLAG, True)
+        return p2
+
+    def inpaint(self, request: InpaintRequest) -> np.ndarray:
+        from modules import processing, shared  # type: ignore[import-not-found]
+
+        reason = stop_reason()
+        if reason:
+            raise HostInterrupted(reason)
+        p2 = self._processing(request)
+        nested = contextlib.nullcontext()
+        if self.controlnet is not None:
+            specs = self.controlnet.units_for(request.controls, is_sdxl_like(shared.sd_model), self.model_choices)
+            p2.scripts, p2.script_args = self.controlnet.runner_for(specs)
+            nested = self.controlnet.nested()
+            used = ", ".join(f"{s.module}/{s.model}@{s.weight:g}" for s in specs) or "no units"
+        else:
+            p2.scripts, p2.script_args = None, []
+            used = "no ControlNet"
+        log(f"pass {self.passes + 1}: {request.label or 'part'} {request.size[0]}x{request.size[1]}, "
+            f"denoise {request.denoising_strength:.2f}, seed {request.seed}, controls: {used}")  # fmt: skip
+        shared.state.textinfo = f"HumanRefine: {request.label}" if request.label else "HumanRefine"
+        if getattr(shared.state, "job_count", -1) >= 0:
+            shared.state.job_count += 1  # our pass's nextjob() must not push the bar past 100 %
+        with nested:
+            processed = processing.process_images(p2)
+        self.passes += 1
+        reason = stop_reason()
+        if reason:
+            raise HostInterrupted(reason)
+        if not processed.images:
+            raise RuntimeError("the nested img2img pass returned no image")
+        image = processed.images[0]
+        return np.asarray(image.convert("RGB"))
+
+    def after_image(self, p, last_in_batch: bool) -> None:
+        """Give back memory; on A1111 hook the outer ControlNet units again before the next batch."""
+        from modules import devices  # type: ignore[import-not-found]
+
+        devices.torch_gc()  # Forge: memory_management.soft_empty_cache()
+        more_batches = getattr(p, "iteration", 0) < getattr(p, "n_iter", 1) - 1
+        if self.controlnet is not None and self.passes and last_in_batch and more_batches:
+            self.controlnet.restore_outer(p, outer_controlnet_script(p))
+
+
+@contextlib.contextmanager
+def keep_params_txt():
+    """Nested passes rewrite ``params.txt`` (the "read last generation parameters" button); put the
+    outer job's text back afterwards."""
+    try:
+        from modules import paths  # type: ignore[import-not-found]
+
+        path = os.path.join(paths.data_path, "params.txt")
+    except (ImportError, AttributeError):
+        yield
+        return
+    try:
+        with open(path, encoding="utf8") as fh:
+            saved = fh.read()
+    except OSError:
+        saved = None
+    try:
+        yield
+    finally:
+        if saved is not None:
+            try:
+                with open(path, "w", encoding="utf8") as fh:
+                    fh.write(saved)
+            except OSError:
+                pass

@@ -1,0 +1,268 @@
+"""Requests in, answers out — the work behind the HTTP routes (and the tab), with no WebUI or web
+framework in it: base64 images, validated JSON payloads, one-line errors (``BadRequest``).
+
+``diagnose_request(payload)`` → ``{"report", "overlay"?}``;
+``refine_request(payload, host, ...)`` → ``{"image", "report", "info"}``; ``schema()`` describes both.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import math
+import random
+from collections.abc import Callable, Mapping
+
+import numpy as np
+from PIL import Image
+
+from . import __version__, prompt_tags
+from .errors import BadImage, HumanRefineError
+from .images import MAX_PIXELS, to_rgb_array
+from .options import (
+    REQUEST_SCHEMA,
+    SCRIPT_OPTIONS,
+    SETTINGS,
+    BadOptions,
+    ScriptArgs,
+    Settings,
+    parse_request_options,
+    short,
+)
+
+API_VERSION = 1
+MAX_BASE64_CHARS = 80_000_000  # about 60 MB of image file
+DIAGNOSE_KEYS = {"image", "threshold", "overlay"}
+REFINE_KEYS = {"image", "prompt", "negative_prompt", "seed", "steps", "cfg_scale", "sampler_name", "scheduler",
+               "options", "parts", "return_candidates"}  # fmt: skip
+PART_KEYS = {"part", "denoise", "candidates", "control_weight", "reference_weight"}
+
+
+class BadRequest(HumanRefineError):
+    """The request cannot be served as sent (HTTP 400/422); the message says why in one line."""
+
+
+def _check_keys(payload, allowed: set[str], what: str) -> Mapping:
+    if not isinstance(payload, Mapping):
+        raise BadRequest(f"HumanRefine: the {what} must be a JSON object, got {type(payload).__name__}")
+    unknown = sorted(str(k) for k in payload if k not in allowed)
+    if unknown:
+        raise BadRequest(
+            f"HumanRefine: unknown key(s) {', '.join(map(repr, unknown))} in the {what} "
+            f"(known: {', '.join(sorted(allowed))})"
+        )
+    return payload
+
+
+def decode_image(data) -> np.ndarray:
+    """A base64 image (plain or ``data:image/...;base64,``) → H x W x 3 uint8 RGB; BadRequest
+    when it is not one. EXIF orientation is applied; animated images give their first frame."""
+    from PIL import ImageOps
+
+    if not isinstance(data, str) or not data:
+        raise BadRequest("HumanRefine: 'image' must be a base64-encoded image (PNG, JPEG, WebP...)")
+    if len(data) > MAX_BASE64_CHARS:
+        raise BadRequest(
+            f"HumanRefine: 'image' is too large ({len(data)} base64 characters; at most {MAX_BASE64_CHARS})"
+        )
+    if data.startswith("data:"):
+        data = data.split(",", 1)[-1]
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest("HumanRefine: 'image' is not valid base64") from None
+    try:
+        with Image.open(io.BytesIO(raw)) as img:
+            if img.width * img.height > MAX_PIXELS:
+                raise BadRequest(
+                    f"HumanRefine: 'image' is too large ({img.width}x{img.height}; at most {MAX_PIXELS} pixels)"
+                )
+            img.load()
+            return to_rgb_array(ImageOps.exif_transpose(img))
+    except BadRequest:
+        raise
+    except BadImage as exc:
+        raise BadRequest(f"HumanRefine: 'image': {exc}") from None
+    except Exception as exc:  # Pillow raises many kinds for broken files
+        raise BadRequest(f"HumanRefine: 'image' is not a readable image ({exc.__class__.__name__})") from None
+
+
+def encode_png(array: np.ndarray) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _number(payload: Mapping, key: str, default, lo: float, hi: float, integer: bool = False):
+    value = payload.get(key, default)
+    if value is None:
+        value = default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise BadRequest(f"HumanRefine: '{key}' must be a number from {lo:g} to {hi:g}, got {value!r}")
+    if not lo <= value <= hi or (integer and value != int(value)):
+        kind = "a whole number" if integer else "a number"
+        raise BadRequest(f"HumanRefine: '{key}' must be {kind} from {lo:g} to {hi:g}, got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def _text(payload: Mapping, key: str, default: str | None = "") -> str | None:
+    value = payload.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise BadRequest(f"HumanRefine: '{key}' must be a string, got {type(value).__name__}")
+    return value
+
+
+def _flag(payload: Mapping, key: str) -> bool:
+    value = payload.get(key, False)
+    if not isinstance(value, bool):
+        raise BadRequest(f"HumanRefine: '{key}' must be true or false, got {value!r}")
+    return value
+
+
+def diagnose_request(payload) -> dict:
+    """``{"image": b64, "threshold"?: 0.05-0.95, "overlay"?: bool}`` → ``{"report", "overlay"?}``."""
+    from .diagnose import DEFAULT_THRESHOLD, diagnose_image
+    from .diagnose.report import image_dict
+
+    payload = _check_keys(payload, DIAGNOSE_KEYS, "request")
+    threshold = _number(payload, "threshold", DEFAULT_THRESHOLD, 0.05, 0.95)
+    overlay = _flag(payload, "overlay")
+    image = decode_image(payload.get("image"))
+    detections, diagnosis = diagnose_image(image, threshold=threshold)
+    out = {"version": API_VERSION, "report": image_dict(diagnosis)}
+    if overlay:
+        from .diagnose.overlay import draw_overlay
+
+        out["overlay"] = encode_png(draw_overlay(image, detections, diagnosis))
+    return out
+
+
+def _choices(parts) -> list | None:
+    from .plan import PartChoice
+
+    if parts is None:
+        return None
+    if not isinstance(parts, list):
+        raise BadRequest("HumanRefine: 'parts' must be a list of objects like {\"part\": 0}")
+    out = []
+    for entry in parts:
+        entry = _check_keys(entry, PART_KEYS, "'parts' entry")
+        out.append(PartChoice(
+            part=_number(entry, "part", -1, 0, 10_000, integer=True),
+            denoise=None if entry.get("denoise") is None else _number(entry, "denoise", None, 0.05, 1.0),
+            candidates=None if entry.get("candidates") is None else _number(entry, "candidates", None, 1, 4, True),
+            control_weight=None if entry.get("control_weight") is None
+            else _number(entry, "control_weight", None, 0.0, 2.0),
+            reference_weight=None if entry.get("reference_weight") is None
+            else _number(entry, "reference_weight", None, 0.0, 2.0),
+        ))  # fmt: skip
+    return out
+
+
+KIND_OF_OPTION = {"hands": "hand", "faces": "face", "bodies": "pose"}
+
+
+def plan_options_from(
+    args: ScriptArgs, settings: Settings, prompt: str, negative_prompt: str, model: str, seed: int, steps: int,
+    cfg_scale: float, choices=None,
+):  # fmt: skip
+    """The plan options for one image from the user's options and settings."""
+    from .plan import PlanOptions
+
+    return PlanOptions(
+        prompt=prompt, negative_prompt=negative_prompt, model=model, part_resolution=settings.part_resolution,
+        seed=seed, steps=steps, cfg_scale=cfg_scale,
+        candidates=settings.candidates, policy=args.policy,
+        kinds=tuple(kind for name, kind in KIND_OF_OPTION.items() if getattr(args, name)),
+        strength={"hand": args.hand_strength, "face": args.face_strength, "pose": args.body_strength},
+        choices=choices, depth_weight=settings.depth_weight, pose_weight=settings.pose_weight,
+        reference_weight=settings.reference_weight, reference_fidelity=settings.reference_fidelity,
+    )  # fmt: skip
+
+
+def refine_request(
+    payload, make_host: Callable, base_settings: Settings | None = None, model: str = "sd15",
+    progress: Callable[[str], None] | None = None, should_stop: Callable[[], str | None] | None = None,
+) -> dict:  # fmt: skip
+    """Refine one image through the host ``make_host(sampler_name, scheduler)`` returns. Payload:
+    ``image`` (base64), ``prompt``, ``negative_prompt``, ``seed`` (-1 = random), ``steps``, ``cfg_scale``,
+    ``sampler_name``, ``scheduler``, ``options`` (as the accordion, plus ``candidates``, ``verify``...),
+    ``parts`` (explicit part choices), ``return_candidates``."""
+    from .diagnose import diagnose_image
+    from .diagnose.report import image_dict
+    from .engine import EngineOptions, refine
+
+    payload = _check_keys(payload, REFINE_KEYS, "request")
+    try:
+        args, settings = parse_request_options(payload.get("options"), base_settings)
+    except BadOptions as exc:
+        raise BadRequest(str(exc)) from None
+    prompt = prompt_tags.strip(_text(payload, "prompt"))
+    negative = prompt_tags.strip(_text(payload, "negative_prompt"))
+    seed = _number(payload, "seed", -1, -1, 2**32 - 1, integer=True)
+    seed = random.randrange(2**32 - 1) if seed == -1 else seed
+    steps = _number(payload, "steps", 20, 1, 150, integer=True)
+    cfg = _number(payload, "cfg_scale", 7.0, 1.0, 30.0)
+    choices = _choices(payload.get("parts"))
+    keep = _flag(payload, "return_candidates")
+    sampler_name, scheduler = _text(payload, "sampler_name", None), _text(payload, "scheduler", None)
+    image = decode_image(payload.get("image"))
+    initial = diagnose_image(image, threshold=args.threshold, tta=settings.tta)
+    if choices is not None:
+        bad = [c.part for c in choices if c.part >= len(initial[1].parts)]
+        if bad:
+            raise BadRequest(f"HumanRefine: 'parts' names part(s) {bad}; the image has {len(initial[1].parts)} parts")
+    plan_options = plan_options_from(args, settings, prompt, negative, model, seed, steps, cfg, choices)
+    options = EngineOptions(threshold=args.threshold, tta=settings.tta, verify=settings.verify, keep_candidates=keep)
+    host = make_host(sampler_name, scheduler)
+    result = refine(image, host, plan_options, options, progress=progress, should_stop=should_stop, initial=initial)
+    report = {"diagnosis": image_dict(initial[1]), "refinement": result.describe(), "seed": seed}
+    notes = list(getattr(host, "notes", []) or [])
+    if notes:
+        report["controlnet"] = notes
+    out = {"version": API_VERSION, "image": encode_png(result.image), "info": result.summary(), "report": report}
+    if keep:
+        out["candidates"] = [
+            [encode_png(c.patch) if c.patch is not None else None for c in step.candidates] for step in result.steps
+        ]
+    return out
+
+
+def schema() -> dict:
+    """What the routes accept, generated from the option schema."""
+
+    def describe(option):
+        out = {"key": option.key, "type": option.kind, "default": option.default, "label": option.label}
+        if option.choices:
+            out["choices"] = list(option.choices)
+        if option.minimum is not None:
+            out["minimum"], out["maximum"] = option.minimum, option.maximum
+        if option.help:
+            out["help"] = option.help
+        return out
+
+    return {
+        "version": API_VERSION,
+        "humanrefine": __version__,
+        "script_args": [describe(o) for o in SCRIPT_OPTIONS],
+        "refine_options": [describe(o) for o in REQUEST_SCHEMA],
+        "settings": [{**describe(o), "key": o.key, "short": short(o.key)} for o in SETTINGS],
+        "routes": {
+            "POST /humanrefine/v1/diagnose": sorted(DIAGNOSE_KEYS),
+            "POST /humanrefine/v1/refine": sorted(REFINE_KEYS),
+            "GET /humanrefine/v1/schema": [],
+        },
+        "prompt_tags": [
+            "<humanrefine:off>",
+            "<humanrefine:on>",
+            "<humanrefine:flagged>",
+            "<humanrefine:all>",
+            "<humanrefine:diagnose>",
+            "<humanrefine:hands[:strength]>",
+            "<humanrefine:faces[:strength]>",
+            "<humanrefine:bodies[:strength]>",
+        ],  # fmt: skip
+    }

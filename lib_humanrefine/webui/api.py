@@ -1,0 +1,129 @@
+"""HTTP routes (``on_app_started``; only with the WebUI's ``--api``, like its own API):
+
+- ``POST /humanrefine/v1/diagnose`` — base64 image → report (no diffusion; runs beside generations)
+- ``POST /humanrefine/v1/refine`` — image + options + prompts → refined image + report (queued
+  like the WebUI's own jobs; Interrupt works)
+- ``GET /humanrefine/v1/schema`` — what both accept
+
+Wrong input gets a 4xx with ``{"detail": "<one line>"}``, never a 500. ``--api-auth`` credentials
+are required exactly as for the WebUI's own API. ``install_routes`` takes the refine runner, so the
+routes are tested in CI on a bare FastAPI app with a stand-in host.
+"""
+
+# No "from __future__ import annotations" here: FastAPI reads the route functions' annotations
+# (``request: Request``) at registration, and Request is imported inside install_routes.
+import base64
+import binascii
+import json
+import secrets
+from collections.abc import Callable
+
+from .. import service
+from ..errors import ModelsMissing
+from . import current_settings, log, set_progress, use_webui_models_dir, user_message
+
+PREFIX = "/humanrefine/v1"
+MAX_BODY_BYTES = service.MAX_BASE64_CHARS + 1_000_000
+
+
+def parse_credentials(api_auth: str | None) -> dict[str, str] | None:
+    """``--api-auth "user:pass,user2:pass2"`` → {user: pass}; None when not set."""
+    if not api_auth:
+        return None
+    pairs = (entry.split(":", 1) for entry in api_auth.split(",") if ":" in entry)
+    return {user.strip(): password for user, password in pairs}
+
+
+def authorised(header: str | None, credentials: dict[str, str] | None) -> bool:
+    if credentials is None:
+        return True
+    if not header or not header.lower().startswith("basic "):
+        return False
+    try:
+        user, _, password = base64.b64decode(header[6:], validate=True).decode("utf8").partition(":")
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        return False
+    expected = credentials.get(user)
+    return expected is not None and secrets.compare_digest(password.encode(), expected.encode())
+
+
+def install_routes(app, credentials: dict[str, str] | None, run_refine: Callable[[dict], dict]) -> None:
+    from fastapi import Request
+    from fastapi.responses import JSONResponse
+    from starlette.concurrency import run_in_threadpool
+
+    def error(status: int, message: str, **headers) -> JSONResponse:
+        return JSONResponse({"detail": message}, status_code=status, headers=headers or None)
+
+    async def guarded(request: Request, work: Callable[[dict], dict] | None):
+        if not authorised(request.headers.get("authorization"), credentials):
+            return error(401, "HumanRefine: not authenticated (--api-auth is set)", **{"WWW-Authenticate": "Basic"})
+        if work is None:
+            return JSONResponse(service.schema())
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
+            return error(413, f"HumanRefine: request body too large ({length} bytes; at most {MAX_BODY_BYTES})")
+        body = await request.body()
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return error(400, "HumanRefine: the request body must be JSON")
+        try:
+            return JSONResponse(await run_in_threadpool(work, payload))
+        except service.BadRequest as exc:
+            return error(422, str(exc))
+        except ModelsMissing as exc:
+            return error(503, user_message(exc))
+        except Exception as exc:  # a bug of ours: say so in one line, keep the server up
+            log(f"{request.url.path} failed: {exc.__class__.__name__}: {exc}")
+            return error(500, f"HumanRefine: internal error ({exc.__class__.__name__}: {exc})")
+
+    async def diagnose(request: Request):
+        return await guarded(request, service.diagnose_request)
+
+    async def refine(request: Request):
+        return await guarded(request, run_refine)
+
+    async def schema(request: Request):
+        return await guarded(request, None)
+
+    app.add_api_route(f"{PREFIX}/diagnose", diagnose, methods=["POST"])
+    app.add_api_route(f"{PREFIX}/refine", refine, methods=["POST"])
+    app.add_api_route(f"{PREFIX}/schema", schema, methods=["GET"])
+
+
+def webui_refine(payload: dict) -> dict:
+    """The refine route inside the WebUI: one job at a time under the WebUI's queue lock, shown in
+    its progress bar, interruptible, through nested passes of the loaded model."""
+    from modules import devices, shared  # type: ignore[import-not-found]
+    from modules.call_queue import queue_lock  # type: ignore[import-not-found]
+
+    from ..hosts.webui import WebUIHost, is_sdxl_like, keep_params_txt, stop_reason
+
+    use_webui_models_dir()
+    settings = current_settings()
+    choices = {"depth": settings.depth_model, "openpose": settings.pose_model}
+
+    def make_host(sampler_name, scheduler):
+        return WebUIHost.standalone(sampler_name or "Euler a", scheduler or "Automatic", choices)
+
+    with queue_lock:
+        shared.state.begin(job="humanrefine")
+        try:
+            model = "sdxl" if is_sdxl_like(shared.sd_model) else "sd15"
+            with keep_params_txt():
+                return service.refine_request(
+                    payload, make_host, settings, model, progress=set_progress, should_stop=stop_reason
+                )
+        finally:
+            devices.torch_gc()
+            shared.state.end()
+
+
+def on_app_started(demo, app) -> None:
+    from modules import shared  # type: ignore[import-not-found]
+
+    opts = shared.cmd_opts
+    if not (getattr(opts, "api", False) or getattr(opts, "nowebui", False)):
+        return
+    install_routes(app, parse_credentials(getattr(opts, "api_auth", None)), webui_refine)
