@@ -35,6 +35,9 @@ _HINTS = {
 }
 
 
+protected: set[Path] = set()  # resolved paths never replaced: the command line puts its input images here
+
+
 def _reason(exc: OSError) -> str:
     return _HINTS.get(exc.errno or 0) or (exc.strerror or str(exc)).strip()
 
@@ -43,14 +46,17 @@ def _cannot_write(path: Path, exc: OSError) -> CannotWrite:
     return CannotWrite(f"could not write {path}: {_reason(exc)}")
 
 
-def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Replace ``path`` with ``data`` atomically; an existing read-only file is refused, not replaced."""
+def write_bytes(path: str | os.PathLike, data: bytes, replace_read_only: bool = False) -> Path:
+    """Replace ``path`` with ``data`` atomically. An existing read-only file is refused, not replaced,
+    unless ``replace_read_only`` (files HumanRefine owns, such as the models)."""
     path = Path(path)
     try:
         if path.is_dir():
             raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
-        mode = None
-        if path.exists():
+        if protected and path.resolve() in protected:
+            raise CannotWrite(f"could not write {path}: it is one of the input images; choose another output folder")
+        mode = None  # a new file gets the usual permissions (umask); a replaced one keeps its own
+        if path.exists() and not replace_read_only:
             if not os.access(path, os.W_OK):
                 raise PermissionError(errno.EACCES, "the file is read-only", str(path))
             mode = stat.S_IMODE(path.stat().st_mode)

@@ -148,7 +148,7 @@ def sample_images() -> list[Path]:
 
 
 def cmd_diagnose(args) -> int:
-    from .atomic import output_folder, save_png, write_json
+    from .atomic import output_folder, protected, save_png, write_json
     from .diagnose import DEFAULT_THRESHOLD, diagnose_image
     from .diagnose.overlay import draw_overlay
     from .diagnose.report import image_dict, report_dict
@@ -157,9 +157,10 @@ def cmd_diagnose(args) -> int:
     _require_models()
     if not args.paths and not args.samples:
         raise BadArgument("give image files or folders to diagnose, or --samples")
-    paths = find_images(args.paths) + (sample_images() if args.samples else [])
+    paths = find_images(args.paths, skip_folder=args.out) + (sample_images() if args.samples else [])
     if not paths:
         raise BadImage("no image files found in " + " ".join(map(str, args.paths or ["the sample packages"])))
+    protected.update(p.resolve() for p in paths)
     threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
     output_folder(args.out, "--out")
     rows: list[dict] = []
@@ -202,7 +203,7 @@ def cmd_diagnose(args) -> int:
 
 
 def cmd_plan(args) -> int:
-    from .atomic import output_folder
+    from .atomic import output_folder, protected
     from .diagnose import DEFAULT_THRESHOLD, diagnose_image
     from .images import find_images
     from .plan import PlanOptions, make_plan
@@ -211,9 +212,10 @@ def cmd_plan(args) -> int:
     _require_models()
     if args.steps < 1 or args.candidates < 1:
         raise BadArgument("--steps and --candidates must be at least 1")
-    paths = find_images(args.paths)
+    paths = find_images(args.paths, skip_folder=args.out)
     if not paths:
         raise BadImage("no image files found in " + " ".join(args.paths))
+    protected.update(p.resolve() for p in paths)
     options = PlanOptions(
         prompt=args.prompt, negative_prompt=args.negative_prompt, model=args.model, seed=args.seed,
         steps=args.steps, candidates=args.candidates, policy=args.policy,
@@ -278,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")
     global _argv
     _argv = list(sys.argv[1:] if argv is None else argv)
+    from .atomic import protected
+
+    protected.clear()  # a new run: its own inputs
     args = build_parser().parse_args(argv)
     if args.models_dir:
         models.set_models_dir(args.models_dir)

@@ -133,14 +133,19 @@ def _open(path: Path) -> Image.Image:
         raise BadImage(f"damaged or truncated image ({detail})") from None
 
 
-def find_images(paths: list[str | os.PathLike]) -> list[Path]:
+def find_images(paths: list[str | os.PathLike], skip_folder: str | os.PathLike | None = None) -> list[Path]:
     """Files given directly (any name), plus files named ``*<IMAGE_SUFFIXES>`` inside given folders
-    (recursively, sorted); each file once."""
+    (recursively, sorted; a ``skip_folder`` inside a given folder, the output of an earlier run, is left
+    out); each file once."""
+    skip = Path(skip_folder).resolve() if skip_folder is not None else None
     found: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            files = (p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if skip is not None and skip != path.resolve():
+                files = (p for p in files if skip not in p.resolve().parents)
+            found += sorted(files)
         elif path.exists():
             found.append(path)
         else:

