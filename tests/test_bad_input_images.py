@@ -272,3 +272,18 @@ def test_make_plan_names_every_bad_option(models_ready, astronaut):
     assert "\n" not in message
     for name in ("model", "policy", "steps", "candidates", "cfg_scale"):
         assert name in message
+
+
+def test_a_very_large_photo_is_diagnosed_like_the_small_one(models_ready, astronaut):
+    import cv2
+
+    from lib_humanrefine.diagnose import diagnose_image
+
+    scale = 7000 / 512  # 49 megapixels, under the limit
+    large = cv2.resize(astronaut, (7000, 7000), interpolation=cv2.INTER_LINEAR)
+    small_det, small = diagnose_image(astronaut, tta=False)
+    large_det, big = diagnose_image(large, tta=False)
+    assert len(large_det.people) == len(small_det.people) == 1 and len(large_det.faces) == len(small_det.faces)
+    face_small, face_large = np.array(small_det.faces[0].box), np.array(large_det.faces[0].box) / scale
+    assert np.abs(face_small - face_large).max() < 12  # the same face, in the large image's pixels
+    assert big.width == 7000 and big.verdict in ("ok", "suspect")
