@@ -15,7 +15,8 @@ from typing import TextIO
 
 import numpy as np
 
-from .errors import BadImage
+from .atomic import json_safe
+from .errors import BadImage, HumanRefineError, failure_on
 
 
 @dataclass
@@ -26,20 +27,31 @@ class Labelled:
 
 
 def load_labels(csv_path: Path, data_dir: Path) -> list[Labelled]:
-    """Rows ``path,label[,kind]``; paths relative to the CSV's folder."""
+    """Rows ``path,label[,kind]``; paths relative to the CSV's folder. UTF-8 with or without a
+    byte-order mark (as spreadsheets save it); column names are matched ignoring case and spaces."""
     if not csv_path.is_file():
         raise BadImage(f"{csv_path}: labels file not found (columns path,label[,kind])")
     rows = []
-    with open(csv_path, newline="") as fh:
-        for n, row in enumerate(csv.DictReader(fh), start=2):
-            try:
-                label = int(row["label"])
-                path = csv_path.parent / row["path"]
-            except (KeyError, TypeError, ValueError):
-                raise BadImage(f"{csv_path}:{n}: need columns path,label[,kind] with label 0 or 1") from None
-            if label not in (0, 1):
-                raise BadImage(f"{csv_path}:{n}: label must be 0 or 1, got {label}")
-            rows.append(Labelled(path, label, (row.get("kind") or "").strip()))
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+            table = list(csv.reader(fh))
+    except UnicodeDecodeError:
+        raise BadImage(f"{csv_path}: not UTF-8 text; save the labels as CSV UTF-8") from None
+    except OSError as exc:
+        raise BadImage(f"{csv_path}: cannot be read ({exc.strerror})") from None
+    header = [name.strip().lower() for name in table[0]] if table else []
+    for n, cells in enumerate(table[1:], start=2):
+        if not any(cell.strip() for cell in cells):
+            continue  # blank line
+        row = dict(zip(header, cells))
+        try:
+            label = int(row["label"])
+            path = csv_path.parent / row["path"].strip()
+        except (KeyError, TypeError, ValueError):
+            raise BadImage(f"{csv_path}:{n}: need columns path,label[,kind] with label 0 or 1") from None
+        if label not in (0, 1):
+            raise BadImage(f"{csv_path}:{n}: label must be 0 or 1, got {label}")
+        rows.append(Labelled(path, label, (row.get("kind") or "").strip()))
     if not rows:
         raise BadImage(f"{csv_path}: no rows")
     return rows
@@ -94,9 +106,24 @@ def run_bench(
     plan_options = PlanOptions()  # refinement cost of the default plan (SD 1.5, 20 steps)
     work = dict.fromkeys(("planned", "every_part", "steps", "flagged_parts", "clean_images_with_steps"), 0)
     rss_first = rss_start
+    skipped = []  # images that could not be read or diagnosed: named, left out of every figure
     for item in items:
-        image = load_image(item.path)
-        detections, diagnosis = diagnose_image(image, threshold=threshold, tta=tta)
+        try:
+            image = load_image(item.path)
+            detections, diagnosis = diagnose_image(image, threshold=threshold, tta=tta)
+        except BadImage as exc:
+            error = str(exc)
+        except HumanRefineError:
+            raise  # models or runtime: every further image would fail the same way
+        except Exception as exc:  # a HumanRefine bug on one image must not cost the whole run
+            error = failure_on(item.path, exc)
+        else:
+            error = None
+        if error:
+            skipped.append({"path": str(item.path), "error": error})
+            if progress:
+                print(f"error: {error}", file=progress)
+            continue
         latencies.append(diagnosis.timings_ms["total"])
         if len(latencies) == 1:
             rss_first = rss_mb()  # models loaded and run once
@@ -117,7 +144,12 @@ def run_bench(
             hands_found.append(bool(detections.hands))
         for kind, values in kind_scores.items():
             values.append(max((p.score for p in diagnosis.parts if p.kind == kind), default=0.0))
-        mask = region_mask(item.path)
+        try:
+            mask = region_mask(item.path)
+        except BadImage as exc:
+            mask = None
+            if progress:
+                print(f"warning: mask ignored: {exc}", file=progress)
         if mask is not None and item.label == 1:
             coverage["images_with_mask"] += 1
             hand_boxes = [p.box for p in diagnosis.parts if p.kind == "hand"]
@@ -129,6 +161,8 @@ def run_bench(
                 f"{item.path.name:50} label={item.label} score={diagnosis.score:.3f} {latencies[-1]:.0f} ms",
                 file=progress,
             )
+    if not scores:
+        raise BadImage(f"none of the {len(items)} image(s) could be diagnosed (named above)")
     s, y = np.array(scores), np.array(labels)
     recall, t_at = recall_at_fpr(s, y)
     lat = np.array(latencies[1:] if len(latencies) > 1 else latencies)  # first call includes model loading
@@ -180,7 +214,9 @@ def run_bench(
             result.setdefault("by_domain", {})[domain] = {
                 "n": len(idx), "auroc": round(auroc(s[idx], y[idx]), 4), "recall_at_fpr10": round(recall_d, 4),
             }  # fmt: skip
-    return result
+    if skipped:
+        result["skipped"] = skipped
+    return json_safe(result)  # a figure without both labels is NaN: null in JSON
 
 
 def region_mask(image_path: Path) -> np.ndarray | None:

@@ -1,32 +1,43 @@
-"""Command line: ``python -m lib_humanrefine diagnose|bench|models``.
+"""Command line: ``python -m lib_humanrefine diagnose|bench|plan|models``.
 
-Exit codes: 0 success, 2 bad arguments / unreadable input / missing models (one-line message).
+Exit codes: 0 success; 2 bad arguments, an unreadable input, missing models or an output that
+cannot be written (one line each; a folder run still diagnoses every readable image and writes
+its report); 130 interrupted (Ctrl-C: the report of the images finished so far is written).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
+import os
 import sys
 from pathlib import Path
 
 from . import models
-from .errors import BadImage, HumanRefineError
+from .errors import BadArgument, BadImage, HumanRefineError, failure_on
 
-EXIT_OK, EXIT_USAGE = 0, 2
+EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
+MAX_STEM_BYTES = 80  # input names are shortened to this in output file names (file systems allow 255)
+_argv: list[str] = []  # this run's arguments, for the hint about file names starting with '-'
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse that reports errors in one line."""
 
     def error(self, message: str):  # type: ignore[override]
+        dashed = [a for a in _argv if a.startswith("-") and len(a) > 1 and Path(a).exists()]
+        if dashed:
+            message += f"; for a file whose name starts with '-' write ./{dashed[0]} or put -- before it"
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def _threshold(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"threshold must be between 0 and 1, got {text}")
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"threshold must be a number between 0 and 1, got {text}")
     return value
 
 
@@ -83,7 +94,7 @@ def cmd_models(args) -> int:
     for name, problem in problems.items():
         print(f"  {name}: {problem}")
     if problems:
-        print(f"models: {len(problems)} problem(s) in {models.models_dir()}; run: {models.FETCH_COMMAND}")
+        print(f"models: {len(problems)} problem(s) in {models.models_dir()}; run: {models.fetch_command()}")
         return EXIT_USAGE
     print(f"models: all {len(models.MODELS)} files verified (SHA-256) in {models.models_dir()}")
     return EXIT_OK
@@ -95,16 +106,29 @@ def _require_models() -> None:
         models.model_path(name)
 
 
-def _readable(paths: list[Path], bad: list[Path]):
+def _readable(paths: list[Path], skipped: list[dict]):
     """(index, path, image) for each readable image; unreadable ones are reported and collected."""
     from .images import load_image
 
     for i, path in enumerate(paths):
         try:
-            yield i, path, load_image(path)
+            image = load_image(path)
         except BadImage as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            bad.append(path)
+            _skip(skipped, path, str(exc))
+            continue
+        yield i, path, image
+
+
+def _skip(skipped: list[dict], path: Path, message: str) -> None:
+    """Name an image the run could not use, on stderr now and in the report later."""
+    print(f"error: {message}", file=sys.stderr)
+    skipped.append({"path": str(path), "error": message})
+
+
+def output_stem(i: int, path: Path) -> str:
+    """``NNNN_<name>``: unique per run (two inputs may share a name), short enough for any file system."""
+    stem = path.stem.encode("utf-8", "surrogateescape")[:MAX_STEM_BYTES].decode("utf-8", "ignore")
+    return f"{i:04d}_{stem}"
 
 
 def sample_images() -> list[Path]:
@@ -126,8 +150,7 @@ def sample_images() -> list[Path]:
 
 
 def cmd_diagnose(args) -> int:
-    from PIL import Image
-
+    from .atomic import output_folder, protected, save_png, write_json
     from .diagnose import DEFAULT_THRESHOLD, diagnose_image
     from .diagnose.overlay import draw_overlay
     from .diagnose.report import image_dict, report_dict
@@ -135,35 +158,54 @@ def cmd_diagnose(args) -> int:
 
     _require_models()
     if not args.paths and not args.samples:
-        raise BadImage("give image files or folders to diagnose, or --samples")
-    paths = find_images(args.paths) + (sample_images() if args.samples else [])
+        raise BadArgument("give image files or folders to diagnose, or --samples")
+    paths = find_images(args.paths, skip_folder=args.out) + (sample_images() if args.samples else [])
     if not paths:
         raise BadImage("no image files found in " + " ".join(map(str, args.paths or ["the sample packages"])))
+    protected.update(p.resolve() for p in paths)
     threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
-    args.out.mkdir(parents=True, exist_ok=True)
-    rows, bad = [], []
+    output_folder(args.out, "--out")
+    rows: list[dict] = []
+    skipped: list[dict] = []
+    status = EXIT_OK
     print(f"{'image':40} {'verdict':8} {'score':>5}  {'ppl':>3} {'hands':>5} {'faces':>5}  top part")
-    for i, path, image in _readable(paths, bad):
-        detections, diagnosis = diagnose_image(image, threshold=threshold, tta=not args.no_tta)
-        entry = image_dict(diagnosis, str(path))
-        if not args.no_overlay:
-            overlay_name = f"{i:04d}_{path.stem}_overlay.png"
-            Image.fromarray(draw_overlay(image, detections, diagnosis)).save(args.out / overlay_name)
-            entry["overlay"] = overlay_name
-        rows.append(entry)
-        top = diagnosis.flagged()[:1] or sorted(diagnosis.parts, key=lambda p: -p.score)[:1]
-        top_text = f"{top[0].label()} {top[0].score:.2f} {'; '.join(top[0].reasons[:1])}" if top else "-"
-        print(
-            f"{str(path)[-40:]:40} {diagnosis.verdict:8} {diagnosis.score:5.2f}  {len(detections.people):3d} "
-            f"{len(detections.hands):5d} {len(detections.faces):5d}  {top_text}"
-        )
-    (args.out / "report.json").write_text(json.dumps(report_dict(rows), indent=1))
+    try:
+        for i, path, image in _readable(paths, skipped):
+            try:
+                detections, diagnosis = diagnose_image(image, threshold=threshold, tta=not args.no_tta)
+            except HumanRefineError:
+                raise  # models or runtime: every further image would fail the same way
+            except Exception as exc:
+                _skip(skipped, path, failure_on(path, exc))
+                continue
+            entry = image_dict(diagnosis, str(path))
+            rows.append(entry)
+            if not args.no_overlay:
+                overlay_name = f"{output_stem(i, path)}_overlay.png"
+                save_png(args.out / overlay_name, draw_overlay(image, detections, diagnosis))
+                entry["overlay"] = overlay_name
+            top = diagnosis.flagged()[:1] or sorted(diagnosis.parts, key=lambda p: -p.score)[:1]
+            top_text = f"{top[0].label()} {top[0].score:.2f} {'; '.join(top[0].reasons[:1])}" if top else "-"
+            print(
+                f"{str(path)[-40:]:40} {diagnosis.verdict:8} {diagnosis.score:5.2f}  {len(detections.people):3d} "
+                f"{len(detections.hands):5d} {len(detections.faces):5d}  {top_text}"
+            )
+    except KeyboardInterrupt:
+        print(f"interrupted after {len(rows)} of {len(paths)} image(s)", file=sys.stderr)
+        status = EXIT_INTERRUPTED
+    except HumanRefineError as exc:  # models, runtime, an output that cannot be written: stop, keep the report
+        print(f"error: {exc}", file=sys.stderr)
+        status = EXIT_USAGE
+    report = args.out / "report.json"
+    write_json(report, report_dict(rows, skipped=skipped, complete=status == EXIT_OK))
     suspect = sum(r["verdict"] == "suspect" for r in rows)
-    print(f"{len(rows)} image(s): {suspect} suspect; report: {args.out / 'report.json'}")
-    return EXIT_USAGE if bad else EXIT_OK
+    unreadable = f"; {len(skipped)} could not be diagnosed (named above)" if skipped else ""
+    print(f"{len(rows)} image(s): {suspect} suspect{unreadable}; report: {report}")
+    return status or (EXIT_USAGE if skipped else EXIT_OK)
 
 
 def cmd_plan(args) -> int:
+    from .atomic import output_folder, protected
     from .diagnose import DEFAULT_THRESHOLD, diagnose_image
     from .images import find_images
     from .plan import PlanOptions, make_plan
@@ -171,48 +213,117 @@ def cmd_plan(args) -> int:
 
     _require_models()
     if args.steps < 1 or args.candidates < 1:
-        raise BadImage("--steps and --candidates must be at least 1")
-    paths = find_images(args.paths)
+        raise BadArgument("--steps and --candidates must be at least 1")
+    paths = find_images(args.paths, skip_folder=args.out)
     if not paths:
         raise BadImage("no image files found in " + " ".join(args.paths))
+    protected.update(p.resolve() for p in paths)
     options = PlanOptions(
         prompt=args.prompt, negative_prompt=args.negative_prompt, model=args.model, seed=args.seed,
         steps=args.steps, candidates=args.candidates, policy=args.policy,
     )  # fmt: skip
     threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
-    total = baseline = clean_with_steps = 0
-    bad: list[Path] = []
+    output_folder(args.out, "--out")
+    total = baseline = clean_with_steps = done = 0
+    skipped: list[dict] = []
     print(f"{'image':40} {'verdict':8} {'steps':>5} {'unet work':>10} {'every part':>10}")
-    for _i, path, image in _readable(paths, bad):
-        detections, diagnosis = diagnose_image(image, threshold=threshold)
-        plan = make_plan(image, detections, diagnosis, options)
-        write_plan(image, plan, args.out if len(paths) == 1 else args.out / path.stem, str(path))
-        total += plan.unet_work
-        baseline += plan.baseline_unet_work
-        clean_with_steps += diagnosis.verdict == "ok" and bool(plan.steps)
-        print(
-            f"{str(path)[-40:]:40} {diagnosis.verdict:8} {len(plan.steps):5d} {plan.unet_work:10d} "
-            f"{plan.baseline_unet_work:10d}"
-        )
+    try:
+        for i, path, image in _readable(paths, skipped):
+            try:
+                detections, diagnosis = diagnose_image(image, threshold=threshold)
+                plan = make_plan(image, detections, diagnosis, options)
+            except HumanRefineError:
+                raise
+            except Exception as exc:
+                _skip(skipped, path, failure_on(path, exc))
+                continue
+            write_plan(image, plan, args.out if len(paths) == 1 else args.out / output_stem(i, path), str(path))
+            done += 1
+            total += plan.unet_work
+            baseline += plan.baseline_unet_work
+            clean_with_steps += diagnosis.verdict == "ok" and bool(plan.steps)
+            print(
+                f"{str(path)[-40:]:40} {diagnosis.verdict:8} {len(plan.steps):5d} {plan.unet_work:10d} "
+                f"{plan.baseline_unet_work:10d}"
+            )
+    except KeyboardInterrupt:
+        print(f"interrupted after {done} of {len(paths)} image(s); their plans are complete", file=sys.stderr)
+        return EXIT_INTERRUPTED
     ratio = f"{total / baseline:.2f}x" if baseline else "n/a"
     print(f"planned UNet work {total} vs {baseline} for one pass per detected hand and face: {ratio}; "
           f"clean images with passes: {clean_with_steps}")  # fmt: skip
-    return EXIT_USAGE if bad else EXIT_OK
+    if skipped:
+        print(f"{done} image(s) planned; {len(skipped)} could not be (named above)")
+    return EXIT_USAGE if skipped else EXIT_OK
 
 
 def cmd_bench(args) -> int:
+    from .atomic import dumps_json, output_file, write_text
     from .bench import load_labels, run_bench
 
-    labels = load_labels(args.labels or args.data / "labels.csv", args.data)
+    if not args.data.is_dir():
+        raise BadArgument(f"--data {args.data}: no such folder")
+    labels_path = args.labels or args.data / "labels.csv"
+    labels = load_labels(labels_path, args.data)
+    if args.json:
+        inputs = {labels_path.resolve(), *(item.path.resolve() for item in labels)}
+        if args.json.resolve() in inputs:
+            raise BadArgument(f"--json {args.json} is one of the inputs; give a new file name")
+        output_file(args.json, "--json")
     result = run_bench(labels, threshold=args.threshold, tta=not args.no_tta, progress=sys.stderr)
-    text = json.dumps(result, indent=1)
+    text = dumps_json(result)
     print(text)
     if args.json:
-        args.json.write_text(text)
-    return EXIT_OK
+        write_text(args.json, text + "\n")
+    return EXIT_USAGE if result.get("skipped") else EXIT_OK
+
+
+class _ClosedPipeSafe:
+    """stdout that goes on silently once its reader is gone (``... | head``): the run still writes its outputs."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._to_devnull()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._to_devnull()
+
+    def _to_devnull(self) -> None:
+        with contextlib.suppress(OSError, ValueError):  # also at exit, where Python flushes the real stdout
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+        self._stream = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # file names that are not valid UTF-8 still print
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+    stdout, sys.stdout = sys.stdout, _ClosedPipeSafe(sys.stdout)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout.flush()  # here, where a closed pipe is handled, not at exit
+        sys.stdout = stdout
+
+
+def _main(argv: list[str] | None) -> int:
+    global _argv
+    _argv = list(sys.argv[1:] if argv is None else argv)
+    from .atomic import protected
+
+    protected.clear()  # a new run: its own inputs
     args = build_parser().parse_args(argv)
     if args.models_dir:
         models.set_models_dir(args.models_dir)
@@ -223,4 +334,5 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        return 130
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

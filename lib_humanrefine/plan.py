@@ -319,7 +319,37 @@ def _overlaps(a, b) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
+def check_plan_inputs(image, diagnosis: Diagnosis, options: PlanOptions) -> np.ndarray:
+    """The image as H x W x 3 uint8 RGB, or BadImage / BadArgument in one line for what make_plan cannot use."""
+    from .errors import BadArgument, BadImage
+    from .images import to_rgb_array
+
+    image = to_rgb_array(image)
+    if (image.shape[1], image.shape[0]) != (diagnosis.width, diagnosis.height):
+        raise BadImage(
+            f"the image is {image.shape[1]}x{image.shape[0]} but the diagnosis is of a "
+            f"{diagnosis.width}x{diagnosis.height} image; plan the image that was diagnosed"
+        )
+    problems = []
+    if options.model not in NATIVE:
+        problems.append(f"model must be one of {', '.join(NATIVE)} (got {options.model!r})")
+    if options.policy not in ("flagged", "all"):
+        problems.append(f"policy must be 'flagged' or 'all' (got {options.policy!r})")
+    for name, least in (("steps", 1), ("candidates", 1), ("seed", None)):
+        value = getattr(options, name)
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or (least and value < least):
+            problems.append(f"{name} must be a whole number{f' of at least {least}' if least else ''} (got {value!r})")
+    for name in ("cfg_scale", "depth_weight", "pose_weight", "reference_weight", "reference_fidelity"):
+        value = getattr(options, name)
+        if not isinstance(value, (int, float, np.number)) or not np.isfinite(value) or value < 0:
+            problems.append(f"{name} must be a number of at least 0 (got {value!r})")
+    if problems:
+        raise BadArgument("plan options: " + "; ".join(problems))
+    return image
+
+
 def make_plan(image: np.ndarray, detections: Detections, diagnosis: Diagnosis, options: PlanOptions) -> Plan:
+    image = check_plan_inputs(image, diagnosis, options)
     steps: list[Step] = []
     for part, choice in _parts_to_refine(diagnosis, options):
         step = make_step(len(steps), part, image, detections, options, choice)

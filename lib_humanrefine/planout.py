@@ -3,26 +3,22 @@ overview picture of where each step works."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
 
+from .atomic import output_folder, save_png, write_json
 from .conditions.crop import crop_image
 from .plan import Plan
 
 KIND_COLOURS = {"pose": (0, 200, 255), "hand": (255, 60, 60), "face": (255, 200, 0)}  # RGB
 
 
-def _save(path: Path, array: np.ndarray) -> None:
-    Image.fromarray(array).save(path)
-
-
 def write_plan(image: np.ndarray, plan: Plan, out: Path, source: str | None = None) -> dict:
-    """Write every file of a dry run into ``out``; returns the plan.json content."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Write every file of a dry run into ``out``, each atomically and ``plan.json`` last (a folder
+    without it is an interrupted one); returns the plan.json content."""
+    output_folder(out, "plan folder")
     described = plan.describe()
     described["image"] = source
     for step, entry in zip(plan.steps, described["steps"]):
@@ -37,11 +33,11 @@ def write_plan(image: np.ndarray, plan: Plan, out: Path, source: str | None = No
         entry["files"] = {}
         for name, array in files.items():
             filename = f"step{n}_{name}.png"
-            _save(out / filename, array)
+            save_png(out / filename, array)
             entry["files"][name] = filename
-    _save(out / "overview.png", overview(image, plan))
+    save_png(out / "overview.png", overview(image, plan))
     described["overview"] = "overview.png"
-    (out / "plan.json").write_text(json.dumps(described, indent=1))
+    write_json(out / "plan.json", described)
     return described
 
 

@@ -42,3 +42,24 @@ def grace_hopper() -> np.ndarray:
 
     with cbook.get_sample_data("grace_hopper.jpg") as fh:
         return np.asarray(Image.open(fh).convert("RGB"))
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run the command line in this process (models stay loaded): returns (exit code, stdout, stderr).
+
+    LiteRT's own "INFO: Created TensorFlow Lite XNNPACK delegate" line is not ours and is dropped."""
+    from lib_humanrefine import models
+    from lib_humanrefine.cli import main
+
+    def run(*args):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse's errors
+            code = exc.code
+        captured = capsys.readouterr()
+        err = "\n".join(line for line in captured.err.splitlines() if not line.startswith("INFO: "))
+        return code, captured.out, err
+
+    yield run
+    models.set_models_dir(None)

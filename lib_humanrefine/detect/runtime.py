@@ -16,7 +16,16 @@ import numpy as np
 from .. import models
 from ..errors import HumanRefineError
 
-NUM_THREADS = int(os.environ.get("HUMANREFINE_THREADS", "2"))
+LITERT_PIN = "ai-edge-litert==2.3.0"
+
+
+def _threads() -> int:
+    """``$HUMANREFINE_THREADS`` (1-64), else 2; a wrong value falls back to 2 instead of failing at import."""
+    text = os.environ.get("HUMANREFINE_THREADS", "2")
+    return int(text) if text.strip().isdigit() and 1 <= int(text) <= 64 else 2
+
+
+NUM_THREADS = _threads()
 
 
 def _interpreter_class():
@@ -24,7 +33,7 @@ def _interpreter_class():
         from ai_edge_litert.interpreter import Interpreter
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise HumanRefineError(
-            f"HumanRefine needs the LiteRT runtime: pip install ai-edge-litert==2.3.0 (import failed: {exc})"
+            f"HumanRefine needs the LiteRT runtime: pip install {LITERT_PIN} (import failed: {exc})"
         ) from None
     return Interpreter
 
@@ -48,9 +57,15 @@ class Model:
     def run(self, tensor: np.ndarray) -> list[np.ndarray]:
         """Invoke on one NHWC float32 tensor; outputs in the model's output order."""
         with self.lock:
-            self.interpreter.set_tensor(self.input_index, tensor.astype(np.float32, copy=False))
-            self.interpreter.invoke()
-            return [self.interpreter.get_tensor(d["index"]).copy() for d in self.output_details]
+            try:
+                self.interpreter.set_tensor(self.input_index, tensor.astype(np.float32, copy=False))
+                self.interpreter.invoke()
+                return [self.interpreter.get_tensor(d["index"]).copy() for d in self.output_details]
+            except (RuntimeError, ValueError) as exc:
+                raise HumanRefineError(
+                    f"LiteRT failed running the model {self.name} ({_first_line(exc)}); reinstall the runtime: "
+                    f"pip install --force-reinstall {LITERT_PIN}"
+                ) from None
 
 
 _cache: dict[tuple[str, str], Model] = {}
@@ -64,8 +79,15 @@ def load(name: str) -> Model:
     with _cache_lock:
         model = _cache.get(key)
         if model is None:
-            interpreter = _interpreter_class()(model_path=str(path), num_threads=NUM_THREADS)
-            interpreter.allocate_tensors()
+            interpreter_class = _interpreter_class()
+            try:
+                interpreter = interpreter_class(model_path=str(path), num_threads=NUM_THREADS)
+                interpreter.allocate_tensors()
+            except (RuntimeError, ValueError, OSError) as exc:
+                raise HumanRefineError(
+                    f"LiteRT could not load the model {path} ({_first_line(exc)}); fetch the models again with "
+                    f"{models.fetch_command()} --force, or reinstall the runtime: pip install {LITERT_PIN}"
+                ) from None
             inp = interpreter.get_input_details()[0]
             model = Model(
                 name=name,
@@ -76,6 +98,11 @@ def load(name: str) -> Model:
             )
             _cache[key] = model
     return model
+
+
+def _first_line(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:160] if lines else exc.__class__.__name__
 
 
 def output_by_name(model: Model, outputs: list[np.ndarray]) -> dict[str, np.ndarray]:

@@ -7,6 +7,8 @@ import time
 import numpy as np
 
 from ..detect import Detections, detect
+from ..errors import BadArgument
+from ..images import to_rgb_array
 from .bodies import body_signals
 from .faces import face_signals
 from .hands import hand_signals
@@ -50,7 +52,12 @@ def diagnose_detections(
 def diagnose_image(
     image: np.ndarray, threshold: float = DEFAULT_THRESHOLD, tta: bool = True
 ) -> tuple[Detections, Diagnosis]:
-    """Detect and diagnose one H x W x 3 uint8 RGB image; ``timings_ms["total"]`` is the whole time."""
+    """Detect and diagnose one image: H x W x 3 uint8 RGB, or anything ``images.to_rgb_array`` reads
+    (converted first); ``timings_ms["total"]`` is the whole time. BadImage / BadArgument in one line
+    for an image or threshold it cannot use."""
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.number)) or not 0 <= threshold <= 1:
+        raise BadArgument(f"threshold must be a number between 0 and 1 (got {threshold!r})")
+    image = to_rgb_array(image)
     start = time.perf_counter()
     detections = detect(image)
     result = diagnose_detections(image, detections, threshold=threshold, tta=tta)

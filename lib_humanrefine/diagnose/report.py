@@ -35,8 +35,16 @@ def image_dict(diagnosis: Diagnosis, path: str | None = None) -> dict:
     }
 
 
-def report_dict(images: list[dict]) -> dict:
-    return {"version": REPORT_VERSION, "humanrefine": __version__, "images": images}
+def report_dict(images: list[dict], skipped: list[dict] | None = None, complete: bool = True) -> dict:
+    """``skipped``: ``{"path", "error"}`` of each image that could not be diagnosed; ``complete`` is
+    False when the run stopped early (interrupted, or an error every further image would hit)."""
+    return {
+        "version": REPORT_VERSION,
+        "humanrefine": __version__,
+        "complete": complete,
+        "images": images,
+        "skipped": skipped or [],
+    }
 
 
 def summary(diagnosis: Diagnosis, max_parts: int = 3) -> str:

@@ -1,0 +1,58 @@
+"""Security of the library: no pickles, models checked by SHA-256 before use, dependencies pinned."""
+
+import re
+
+from conftest import REPO
+
+from lib_humanrefine import models
+from lib_humanrefine.detect import runtime
+
+UNSAFE = re.compile(r"\bpickle\b|\bcPickle\b|\bdill\b|\bjoblib\b|torch\.load|allow_pickle\s*=\s*True")
+ARRAY_LOAD = re.compile(r"\bnp\.load\(|\bnumpy\.load\(")
+
+
+def unsafe_lines(text: str) -> list[str]:
+    """Lines that load pickles, or load numpy arrays without allow_pickle=False."""
+    return [
+        line.strip()
+        for line in text.splitlines()
+        if UNSAFE.search(line) or (ARRAY_LOAD.search(line) and "allow_pickle=False" not in line)
+    ]
+
+
+def shipped_sources():
+    yield from (REPO / "lib_humanrefine").rglob("*.py")
+    yield from (REPO / "scripts").rglob("*.py")
+    yield REPO / "install.py"
+    yield REPO / "preload.py"
+
+
+def test_nothing_in_the_extension_loads_pickles():
+    found = {str(p.relative_to(REPO)): unsafe_lines(p.read_text()) for p in shipped_sources()}
+    assert {path: lines for path, lines in found.items() if lines} == {}
+
+
+def test_the_pickle_check_catches_what_it_should():
+    assert unsafe_lines("import pickle\nx = torch.load(f)\nnp.load(f, allow_pickle=True)\na = np.load(f)")  == [
+        "import pickle", "x = torch.load(f)", "np.load(f, allow_pickle=True)", "a = np.load(f)",
+    ]  # fmt: skip
+    assert unsafe_lines("a = np.load(f, allow_pickle=False)") == []
+
+
+def test_every_model_file_is_pinned_by_size_and_sha256():
+    for model in models.MODELS.values():
+        assert re.fullmatch(r"[0-9a-f]{64}", model.sha256) and model.size > 100_000
+
+
+def test_dependencies_are_pinned():
+    for name in ("requirements.txt", "requirements-dev.txt"):
+        for line in (REPO / name).read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line and not line.startswith("-r "):
+                assert re.match(r"^[A-Za-z0-9_.\-]+==[0-9][^ ;]*( *;.*)?$", line), f"{name}: {line} is not pinned"
+    install = (REPO / "install.py").read_text()
+    version = re.search(r'LITERT_VERSION = "([^"]+)"', install).group(1)
+    assert 'install "{LITERT}=={LITERT_VERSION}"' in install  # pip is always given the exact version
+    assert f"ai-edge-litert=={version}" in (REPO / "requirements.txt").read_text()
+    assert f"ai-edge-litert=={version}" == runtime.LITERT_PIN  # the version the error messages tell users to install
+    assert models.WHEEL_REQUIREMENT.count("==") == 1
