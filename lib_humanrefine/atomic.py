@@ -109,15 +109,20 @@ def write_json(path: str | os.PathLike, obj) -> Path:
     return write_text(path, dumps_json(obj) + "\n")
 
 
-def save_png(path: str | os.PathLike, image) -> Path:
-    """A numpy array or PIL image as a PNG, encoded in memory first (an encoder error writes nothing)."""
+def png_bytes(image) -> bytes:
+    """A numpy array or PIL image encoded as PNG in memory."""
     from PIL import Image
 
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
-    return write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def save_png(path: str | os.PathLike, image) -> Path:
+    """A numpy array or PIL image as a PNG, encoded in memory first (an encoder error writes nothing)."""
+    return write_bytes(path, png_bytes(image))
 
 
 def output_folder(path: str | os.PathLike, flag: str = "--out") -> Path:

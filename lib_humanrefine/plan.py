@@ -333,8 +333,14 @@ def check_plan_inputs(image, diagnosis: Diagnosis, options: PlanOptions) -> np.n
     problems = []
     if options.model not in NATIVE:
         problems.append(f"model must be one of {', '.join(NATIVE)} (got {options.model!r})")
-    if options.policy not in ("flagged", "all"):
-        problems.append(f"policy must be 'flagged' or 'all' (got {options.policy!r})")
+    if options.policy not in ("flagged", "all", "off"):
+        problems.append(f"policy must be 'flagged', 'all' or 'off' (got {options.policy!r})")
+    if not set(options.kinds) <= set(STEP_KINDS):
+        problems.append(f"kinds must be among {', '.join(STEP_KINDS)} (got {options.kinds!r})")
+    if not isinstance(options.part_resolution, int) or not (
+        options.part_resolution == 0 or 64 <= options.part_resolution <= 4096
+    ):
+        problems.append(f"part_resolution must be 0 or 64-4096 (got {options.part_resolution!r})")
     for name, least in (("steps", 1), ("candidates", 1), ("seed", None)):
         value = getattr(options, name)
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or (least and value < least):

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from . import __version__, prompt_tags
+from .atomic import png_bytes
 from .errors import BadImage, HumanRefineError
 from .images import MAX_PIXELS, to_rgb_array
 from .options import (
@@ -89,9 +90,7 @@ def decode_image(data) -> np.ndarray:
 
 
 def encode_png(array: np.ndarray) -> str:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+    return base64.b64encode(png_bytes(array)).decode("ascii")
 
 
 def _number(payload: Mapping, key: str, default, lo: float, hi: float, integer: bool = False):

@@ -244,7 +244,7 @@ def test_missing_models_name_the_folder_and_the_exact_command(webui, tmp_path, a
     image = Image.fromarray(astronaut)
     (result,), _ = run_job(webui, stand_ins.make_p(), [image], [True])
     assert result[0] is image
-    assert str(empty) in result[1] and f'--models-dir "{empty}" models fetch' in result[1]
+    assert str(empty) in result[1] and f"--models-dir {empty} models fetch" in result[1]
     assert "lib_humanrefine" in result[1] and "\n" not in result[1]
 
 

@@ -188,8 +188,8 @@ def keep_params_txt():
         yield
     finally:
         if saved is not None:
-            try:
-                with open(path, "w", encoding="utf8") as fh:
-                    fh.write(saved)
-            except OSError:
-                pass
+            from ..atomic import write_text
+            from ..errors import CannotWrite
+
+            with contextlib.suppress(CannotWrite):
+                write_text(path, saved)

@@ -57,8 +57,16 @@ def use_webui_models_dir() -> None:
 
 def models_fetch_hint(folder) -> str:
     """The exact command that fills the folder this WebUI reads (or: restart, install.py fetches)."""
-    return (f"restart the WebUI (it fetches them at start) or run: cd \"{EXTENSION_DIR}\" && "
-            f"\"{sys.executable}\" -m lib_humanrefine --models-dir \"{folder}\" models fetch")  # fmt: skip
+    import shlex
+
+    from ..models import fetch_command
+
+    command = fetch_command(folder, python=sys.executable)
+    if "--models-dir" not in command:  # the WebUI's folder is never the stand-alone default, but be exact
+        command = command.replace(
+            " -m lib_humanrefine ", f" -m lib_humanrefine --models-dir {shlex.quote(str(folder))} "
+        )
+    return f"restart the WebUI (it fetches them at start) or run: cd {shlex.quote(EXTENSION_DIR)} && {command}"
 
 
 def user_message(exc: Exception) -> str:
@@ -293,16 +301,12 @@ def finish_job(p, processed, state: JobState) -> None:
 
 def write_report_beside(params, report: dict) -> None:
     """``on_image_saved``: the report as ``<image>.humanrefine.json`` (setting)."""
-    import json
-
     from modules import paths  # type: ignore[import-not-found]
 
+    from ..atomic import write_json
+
     filename = params.filename if os.path.isabs(params.filename) else os.path.join(paths.data_path, params.filename)
-    target = os.path.splitext(filename)[0] + ".humanrefine.json"
-    tmp = target + ".part"
-    with open(tmp, "w", encoding="utf8") as fh:
-        json.dump(report, fh, indent=1)
-    os.replace(tmp, target)
+    write_json(os.path.splitext(filename)[0] + ".humanrefine.json", report)
 
 
 def register_settings() -> None:

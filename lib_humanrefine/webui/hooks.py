@@ -3,6 +3,7 @@ network, and the report written beside each saved image (setting)."""
 
 from __future__ import annotations
 
+from ..errors import HumanRefineError
 from . import JobState, log, write_report_beside
 
 _active: list[JobState] = []  # jobs between Script.process and Script.postprocess
@@ -24,7 +25,7 @@ def on_image_saved(params) -> None:
         if report is not None and state.settings.save_report:
             try:
                 write_report_beside(params, report)
-            except OSError as exc:
+            except (OSError, HumanRefineError) as exc:
                 log(f"could not write the report beside {params.filename}: {exc}")
             return
 
