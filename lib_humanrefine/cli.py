@@ -1,4 +1,4 @@
-"""Command line: ``python -m lib_humanrefine diagnose|bench|plan|models``.
+"""Command line: ``python -m lib_humanrefine diagnose|bench|plan|refine|models``.
 
 Exit codes: 0 success; 2 bad arguments, an unreadable input, missing models or an output that
 cannot be written (one line each; a folder run still diagnoses every readable image and writes
@@ -77,6 +77,21 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--policy", choices=["flagged", "all"], default="flagged",
                     help="flagged: only parts diagnosed as broken; all: every detected hand and face")  # fmt: skip
     pl.add_argument("--threshold", type=_threshold, default=None)
+
+    r = sub.add_parser("refine", help="refine images through a running WebUI (its /humanrefine/v1/refine route)")
+    r.add_argument("paths", nargs="+", help="image files or folders")
+    r.add_argument("--url", required=True, help="the WebUI, e.g. http://127.0.0.1:7860 (started with --api)")
+    r.add_argument("--out", type=Path, default=Path("humanrefine-refined"), help="output folder (default: %(default)s)")
+    r.add_argument("--prompt", default="", help="what the image shows (the parts' prompts extend it)")
+    r.add_argument("--negative-prompt", default="")
+    r.add_argument("--seed", type=int, default=-1, help="-1 = random (the one used is in report.json)")
+    r.add_argument("--steps", type=int, default=20)
+    r.add_argument("--cfg-scale", type=float, default=7.0)
+    r.add_argument("--sampler", default=None, help="the WebUI's sampler name (default: Euler a)")
+    r.add_argument("--policy", choices=["all", "flagged", "off"], default=None)
+    r.add_argument("--candidates", type=int, default=None, help="seeds tried per part (1-4)")
+    r.add_argument("--options", default="{}", help='more options as JSON, e.g. \'{"faces": false, "verify": false}\'')
+    r.add_argument("--user", default=None, help="USER:PASSWORD when the WebUI runs with --api-auth")
 
     m = sub.add_parser("models", help="fetch or check the MediaPipe model files")
     m.add_argument("action", choices=["fetch", "check"])
@@ -257,6 +272,49 @@ def cmd_plan(args) -> int:
     return EXIT_USAGE if skipped else EXIT_OK
 
 
+def cmd_refine(args) -> int:
+    import base64
+    import json
+
+    from .atomic import output_folder, protected, write_bytes, write_json
+    from .client import post_json, refine_payload
+    from .images import find_images
+
+    try:
+        options = json.loads(args.options)
+    except ValueError:
+        raise BadArgument(f"--options must be a JSON object, got {args.options!r}") from None
+    if not isinstance(options, dict):
+        raise BadArgument(f"--options must be a JSON object, got {args.options!r}")
+    options.update({k: v for k, v in (("policy", args.policy), ("candidates", args.candidates)) if v is not None})
+    paths = find_images(args.paths, skip_folder=args.out)
+    if not paths:
+        raise BadImage("no image files found in " + " ".join(args.paths))
+    protected.update(p.resolve() for p in paths)
+    output_folder(args.out, "--out")
+    rows: list[dict] = []
+    skipped: list[dict] = []
+    status = EXIT_OK
+    try:
+        for i, path, _image in _readable(paths, skipped):  # read locally first: a clear error before any upload
+            payload = refine_payload(path.read_bytes(), args.prompt, args.negative_prompt, args.seed, args.steps,
+                                     args.cfg_scale, args.sampler, options)  # fmt: skip
+            answer = post_json(args.url, "/humanrefine/v1/refine", payload, auth=args.user)
+            name = f"{output_stem(i, path)}_refined.png"
+            write_bytes(args.out / name, base64.b64decode(answer["image"]))
+            rows.append({"path": str(path), "output": name, "info": answer["info"], "report": answer["report"]})
+            print(f"{str(path)[-40:]:40} {answer['info']}")
+    except KeyboardInterrupt:
+        status = EXIT_INTERRUPTED
+    except HumanRefineError as exc:  # the WebUI refused or is unreachable: every further image would fail too
+        print(f"error: {exc}", file=sys.stderr)
+        status = EXIT_USAGE
+    write_json(args.out / "report.json", {"version": 1, "images": rows, "skipped": skipped,
+                                          "complete": status == EXIT_OK})  # fmt: skip
+    print(f"{len(rows)} image(s) refined; report: {args.out / 'report.json'}")
+    return status or (EXIT_USAGE if skipped else EXIT_OK)
+
+
 def cmd_bench(args) -> int:
     from .atomic import dumps_json, output_file, write_text
     from .bench import load_labels, run_bench
@@ -328,7 +386,9 @@ def _main(argv: list[str] | None) -> int:
     if args.models_dir:
         models.set_models_dir(args.models_dir)
     try:
-        commands = {"models": cmd_models, "diagnose": cmd_diagnose, "bench": cmd_bench, "plan": cmd_plan}
+        commands = {
+            "models": cmd_models, "diagnose": cmd_diagnose, "bench": cmd_bench, "plan": cmd_plan, "refine": cmd_refine,
+        }  # fmt: skip
         return commands[args.command](args)
     except HumanRefineError as exc:
         print(f"error: {exc}", file=sys.stderr)
