@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -103,8 +104,12 @@ def run_bench(
     kind_scores: dict[str, list[float]] = {kind: [] for kind in ("hand", "face", "body")}  # best part per image
     coverage = {"images_with_mask": 0, "hand_overlaps_mask": 0, "top_flagged_inside_mask": 0}
     target_latencies, stage_ms = [], {}  # the speed target: ~1024 px images with at most 2 people
-    plan_options = PlanOptions()  # refinement cost of the default plan (SD 1.5, 20 steps)
-    work = dict.fromkeys(("planned", "every_part", "steps", "flagged_parts", "clean_images_with_steps"), 0)
+    # Refinement cost of the default plans (SD 1.5, 20 steps) per policy, against one ADetailer-style
+    # pass per detected hand and face; and what refining adds to a clean image under "flagged".
+    policies = ("flagged", "all")
+    work = {policy: dict.fromkeys(("planned", "steps", "clean_images_with_steps"), 0) for policy in policies}
+    every_part = flagged_parts = 0
+    clean_refine_ms = []
     rss_first = rss_start
     skipped = []  # images that could not be read or diagnosed: named, left out of every figure
     for item in items:
@@ -131,12 +136,16 @@ def run_bench(
             target_latencies.append(latencies[-1])
         for stage, ms in detections.timings_ms.items():
             stage_ms.setdefault(stage, []).append(ms)
-        plan = make_plan(image, detections, diagnosis, plan_options)
-        work["planned"] += plan.unet_work
-        work["every_part"] += plan.baseline_unet_work
-        work["steps"] += len(plan.steps)
-        work["flagged_parts"] += len(diagnosis.flagged())
-        work["clean_images_with_steps"] += diagnosis.verdict == "ok" and bool(plan.steps)
+        for policy in policies:
+            start = time.perf_counter()
+            plan = make_plan(image, detections, diagnosis, PlanOptions(policy=policy))
+            if policy == "flagged" and item.label == 0:  # diagnosis + planning: all a clean image costs
+                clean_refine_ms.append(latencies[-1] + (time.perf_counter() - start) * 1000.0)
+            work[policy]["planned"] += plan.unet_work
+            work[policy]["steps"] += len(plan.steps)
+            work[policy]["clean_images_with_steps"] += item.label == 0 and bool(plan.steps)
+        every_part += plan.baseline_unet_work
+        flagged_parts += len(diagnosis.flagged())
         scores.append(diagnosis.score)
         labels.append(item.label)
         kinds.append(item.kind)
@@ -184,9 +193,17 @@ def run_bench(
         },
         "rss_mb_detectors": round(rss_first - rss_start, 1),  # loading + first run
         "rss_mb_extra": round(rss_mb() - rss_start, 1),  # after the whole run
-        # Planned UNet work (latent pixels x steps run) against one ADetailer-style pass per detected
-        # hand and face; every flagged part gets a step, clean images none.
-        "unet_work": {**work, "ratio": round(work["planned"] / work["every_part"], 3) if work["every_part"] else None},
+        # Planned UNet work (latent pixels x steps run) per policy against one ADetailer-style pass per
+        # detected hand and face ("every_part"); clean = labelled normal.
+        "unet_work": {
+            "every_part": every_part,
+            "flagged_parts": flagged_parts,
+            **{
+                policy: {**w, "ratio": round(w["planned"] / every_part, 3) if every_part else None}
+                for policy, w in work.items()
+            },
+        },
+        "refine_ms_clean_flagged": _percentiles(clean_refine_ms),
     }
     # Each part kind alone: the image scored by its best part of that kind (0 when it has none).
     result["by_part_kind"] = {}
@@ -217,6 +234,40 @@ def run_bench(
     if skipped:
         result["skipped"] = skipped
     return json_safe(result)  # a figure without both labels is NaN: null in JSON
+
+
+def refine_acceptance(
+    items: list[Labelled], url: str, limit: int = 10, steps: int = 20, auth: str | None = None,
+    options: dict | None = None, progress: TextIO | None = None,
+) -> dict:  # fmt: skip
+    """Refine the first ``limit`` images through a running WebUI's refine route (policy "all" unless
+    ``options`` say otherwise) and count how many planned steps the verification accepted, and why
+    the others were kept."""
+    from collections import Counter
+
+    from .client import post_json, refine_payload
+
+    options = {"policy": "all", **(options or {})}
+    seconds, reasons = [], Counter()
+    total = accepted = images = 0
+    for item in items[:limit]:
+        start = time.perf_counter()
+        payload = refine_payload(item.path.read_bytes(), "a photo of a person", "", 1, steps, 7.0, None, options)
+        answer = post_json(url, "/humanrefine/v1/refine", payload, auth=auth)
+        seconds.append(time.perf_counter() - start)
+        images += 1
+        for step in answer["report"]["refinement"]["steps"]:
+            total += 1
+            accepted += bool(step["accepted"])
+            if not step["accepted"]:
+                reasons[step["reason"].split(" (")[0] if "host failed" in step["reason"] else step["reason"]] += 1
+        if progress:
+            print(f"{item.path.name:50} {answer['info']} ({seconds[-1]:.0f} s)", file=progress)
+    return {
+        "url": url, "options": options, "images": images, "steps": total, "accepted": accepted,
+        "share_accepted": round(accepted / total, 4) if total else None,
+        "seconds_per_image": _percentiles(seconds), "kept_because": dict(reasons.most_common()),
+    }  # fmt: skip
 
 
 def region_mask(image_path: Path) -> np.ndarray | None:

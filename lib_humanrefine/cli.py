@@ -62,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", type=Path, help="also write the figures to this file")
     b.add_argument("--threshold", type=_threshold, default=None)
     b.add_argument("--no-tta", action="store_true")
+    b.add_argument("--refine-url", help="also refine images through this WebUI's refine route and report the "
+                   "share of steps the verification accepted")  # fmt: skip
+    b.add_argument("--refine-limit", type=int, default=10, help="images sent to --refine-url (default: %(default)s)")
+    b.add_argument("--refine-steps", type=int, default=20, help="sampling steps per pass (default: %(default)s)")
+    b.add_argument("--refine-options", default="{}", help="options for the refine route, as JSON")
+    b.add_argument("--user", default=None, help="USER:PASSWORD for --refine-url when the WebUI uses --api-auth")
 
     pl = sub.add_parser(
         "plan", help="dry run: plan the refinement steps (no diffusion) and write their masks and controls"
@@ -272,20 +278,26 @@ def cmd_plan(args) -> int:
     return EXIT_USAGE if skipped else EXIT_OK
 
 
+def _json_object(text: str, flag: str) -> dict:
+    import json
+
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise BadArgument(f"{flag} must be a JSON object, got {text!r}")
+    return value
+
+
 def cmd_refine(args) -> int:
     import base64
-    import json
 
     from .atomic import output_folder, protected, write_bytes, write_json
     from .client import post_json, refine_payload
     from .images import find_images
 
-    try:
-        options = json.loads(args.options)
-    except ValueError:
-        raise BadArgument(f"--options must be a JSON object, got {args.options!r}") from None
-    if not isinstance(options, dict):
-        raise BadArgument(f"--options must be a JSON object, got {args.options!r}")
+    options = _json_object(args.options, "--options")
     options.update({k: v for k, v in (("policy", args.policy), ("candidates", args.candidates)) if v is not None})
     paths = find_images(args.paths, skip_folder=args.out)
     if not paths:
@@ -328,7 +340,13 @@ def cmd_bench(args) -> int:
         if args.json.resolve() in inputs:
             raise BadArgument(f"--json {args.json} is one of the inputs; give a new file name")
         output_file(args.json, "--json")
+    refine_options = _json_object(args.refine_options, "--refine-options")
     result = run_bench(labels, threshold=args.threshold, tta=not args.no_tta, progress=sys.stderr)
+    if args.refine_url:
+        from .bench import refine_acceptance
+
+        result["refine"] = refine_acceptance(labels, args.refine_url, args.refine_limit, args.refine_steps,
+                                             args.user, refine_options, progress=sys.stderr)  # fmt: skip
     text = dumps_json(result)
     print(text)
     if args.json:

@@ -181,3 +181,10 @@ def test_json_answers_are_valid_json(client, astronaut_b64):
     text = client.post("/humanrefine/v1/diagnose", json={"image": astronaut_b64}).text
     json.loads(text)  # no NaN / Infinity tokens
     assert "NaN" not in text and "Infinity" not in text
+
+
+def test_bodies_without_a_length_are_bounded_too(client, monkeypatch):
+    monkeypatch.setattr(api, "MAX_BODY_BYTES", 1000)
+    response = client.post("/humanrefine/v1/diagnose", content=iter([b"{" + b" " * 600, b" " * 600 + b"}"]),
+                           headers={"content-type": "application/json"})  # fmt: skip
+    assert response.status_code == 413

@@ -75,3 +75,17 @@ def test_refine_client_errors_are_one_line(server, cli, tmp_path, astronaut):
     assert code == 2 and "cannot reach http://127.0.0.1:9" in err and "--api" in err
     code, _out, err = cli("refine", source, "--url", server, "--options", "[1]", "--out", tmp_path / "o4")
     assert code == 2 and "--options must be a JSON object" in err
+
+
+def test_bench_reports_the_share_of_steps_the_verification_accepted(server, cli, tmp_path, astronaut):
+    Image.fromarray(astronaut).save(tmp_path / "a.png")
+    (tmp_path / "labels.csv").write_text("path,label\na.png,0\n")
+    out = tmp_path / "bench.json"
+    code, _stdout, err = cli("bench", "--data", tmp_path, "--json", out, "--refine-url", server, "--user", "ann:pw",
+                             "--refine-steps", "2", "--refine-options", '{"verify": false}')  # fmt: skip
+    assert code == 0, err
+    refine = json.loads(out.read_text())["refine"]
+    assert refine["images"] == 1 and refine["steps"] == 1 and refine["share_accepted"] == 1.0
+    code, _stdout, err = cli("bench", "--data", tmp_path, "--refine-url", server, "--user", "ann:pw")
+    refine = json.loads(_stdout[_stdout.index("{") :])["refine"]
+    assert refine["share_accepted"] in (0.0, 1.0) and sum(refine["kept_because"].values()) + refine["accepted"] == 1

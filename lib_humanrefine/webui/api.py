@@ -56,14 +56,18 @@ def install_routes(app, credentials: dict[str, str] | None, run_refine: Callable
         return JSONResponse({"detail": message}, status_code=status, headers=headers or None)
 
     async def guarded(request: Request, work: Callable[[dict], dict] | None):
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
+            return error(413, f"HumanRefine: request body too large ({length} bytes; at most {MAX_BODY_BYTES})")
+        body = bytearray()  # read before answering (a client still sending gets the answer), bounded
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                return error(413, f"HumanRefine: request body too large (more than {MAX_BODY_BYTES} bytes)")
         if not authorised(request.headers.get("authorization"), credentials):
             return error(401, "HumanRefine: not authenticated (--api-auth is set)", **{"WWW-Authenticate": "Basic"})
         if work is None:
             return JSONResponse(service.schema())
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            return error(413, f"HumanRefine: request body too large ({length} bytes; at most {MAX_BODY_BYTES})")
-        body = await request.body()
         try:
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError):
