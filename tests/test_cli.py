@@ -81,7 +81,10 @@ def test_bench_prints_the_figures(models_ready, astronaut, grace_hopper, tmp_pat
     assert figures["n_pos"] == 1 and figures["n_neg"] == 1 and figures["by_image_kind"]["photo"]["n"] == 2
     work = figures["unet_work"]
     assert work["every_part"] > 0  # both photos show a face
-    assert work["steps"] >= work["flagged_parts"] and work["clean_images_with_steps"] == 0
+    flagged, every = work["flagged"], work["all"]
+    assert flagged["steps"] >= work["flagged_parts"] and every["steps"] >= flagged["steps"]
+    assert every["clean_images_with_steps"] == 1  # "all" repaints the normal photo's face too
+    assert figures["refine_ms_clean_flagged"]["n"] == 1
 
 
 @pytest.mark.parametrize("args", [["models", "check"]])
