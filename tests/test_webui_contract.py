@@ -223,6 +223,7 @@ def test_params_txt_and_before_image_and_report(webui, astronaut, tmp_path):
     assert (tmp_path / "params.txt").read_text() == "outer job parameters"  # nested passes wrote it; restored
     (before,) = [s for s in webui.rec.saved if s[0] == "save_image"]
     assert before[2] == "-before-humanrefine" and np.array_equal(before[1], astronaut) and before[3] == 42
+    assert "Seed: 42" in before[4] and "HumanRefine: ok" in before[4]  # its parameters, with the diagnosis
     for fn in webui.callbacks.registered["on_image_saved"]:
         fn(SimpleNamespace(image=pp.image, filename=str(tmp_path / "00001-42.png"), p=p))
     report = (tmp_path / "00001-42.humanrefine.json").read_text()

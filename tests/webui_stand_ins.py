@@ -321,13 +321,21 @@ def install(monkeypatch, tmp_path, flavour="a1111", models=("control_v11f1p_sd15
         return processed
 
     processing.process_images = process_images
+
+    def create_infotext(p, all_prompts, all_seeds, all_subseeds, comments=None, iteration=0, position_in_batch=0,
+                        use_main_prompt=False, index=None, all_negative_prompts=None):  # fmt: skip
+        """The real one also evaluates extra_generation_params callables with its locals."""
+        extra = {k: (v(p=p, index=index) if callable(v) else v) for k, v in p.extra_generation_params.items()}
+        return f"{all_prompts[index]}\nSeed: {all_seeds[index]}, " + ", ".join(f"{k}: {v}" for k, v in extra.items())
+
+    processing.create_infotext = create_infotext
     processing.process_images_inner = lambda p: None
     mods["devices"].torch_gc = lambda: rec.saved.append(("torch_gc",))
 
     def save_image(image, path, basename, seed=None, prompt=None, extension="png", info=None, short_filename=False,
                    no_prompt=False, grid=False, pnginfo_section_name="parameters", p=None, existing_info=None,
                    forced_filename=None, suffix="", save_to_dirs=None):  # fmt: skip
-        rec.saved.append(("save_image", np.asarray(image).copy(), suffix, seed))
+        rec.saved.append(("save_image", np.asarray(image).copy(), suffix, seed, info))
         return str(tmp_path / f"saved{suffix}.png"), None
 
     mods["images"].save_image = save_image
@@ -413,7 +421,8 @@ def make_p(prompts=("a photo of an astronaut",), seeds=(1234,), batch_size=1, n_
         all_prompts=prompts, all_negative_prompts=["blurry"] * total, all_seeds=seeds, prompt=prompts[0],
         negative_prompt="blurry", seed=seeds[0], steps=12, cfg_scale=6.0, sampler_name="Euler a",
         scheduler="Automatic", outpath_samples="outputs", scripts=scripts, script_args=list(script_args),
-        save_samples=lambda: True,
+        save_samples=lambda: True, prompts=prompts[:batch_size], seeds=seeds[:batch_size],
+        subseeds=seeds[:batch_size], negative_prompts=["blurry"] * batch_size,
     )  # fmt: skip
 
 

@@ -277,14 +277,21 @@ def refine_image(p, state: JobState, pp, args: ScriptArgs, array, initial, index
 
 
 def save_before(p, image, index: int) -> None:
-    """Save the image as generated (suffix ``-before-humanrefine``) beside the outputs."""
-    from modules import images, shared  # type: ignore[import-not-found]
+    """Save the image as generated (suffix ``-before-humanrefine``, with its generation parameters)."""
+    from modules import images, processing, shared  # type: ignore[import-not-found]
 
     if not getattr(p, "save_samples", lambda: True)():
         return
+    try:  # the parameters as the WebUI writes them for this image (batch-local lists, as it does itself)
+        info = processing.create_infotext(
+            p, p.prompts, p.seeds, p.subseeds, index=getattr(p, "batch_index", 0),
+            all_negative_prompts=getattr(p, "negative_prompts", None),
+        )  # fmt: skip
+    except Exception:  # an older or changed host: save without parameters rather than not at all
+        info = None
     images.save_image(
         image, p.outpath_samples, "", _pick(getattr(p, "all_seeds", None), index, -1),
-        _pick(getattr(p, "all_prompts", None), index, ""), shared.opts.samples_format,
+        _pick(getattr(p, "all_prompts", None), index, ""), shared.opts.samples_format, info=info,
         p=p, suffix="-before-humanrefine",
     )  # fmt: skip
 
