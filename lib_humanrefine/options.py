@@ -283,3 +283,32 @@ def pasted_value(option: Option, text: str) -> object:
         return coerce(option, text)
     except BadOptions:
         return option.default
+
+
+def _values(option: Option) -> str:
+    if option.kind == "bool":
+        return "true / false"
+    if option.kind == "choice":
+        return " / ".join(option.choices) + (f" (also {', '.join(option.aliases)})" if option.aliases else "")
+    if option.kind in ("float", "int"):
+        return f"{option.minimum:g}–{option.maximum:g}"
+    return "text"
+
+
+def markdown_tables() -> str:
+    """The README's option tables, generated from this schema (tests/test_repo.py keeps them equal;
+    ``python -m lib_humanrefine.options`` prints them)."""
+    lines = ["| # | key | accordion label | default | values | infotext key |", "|---|---|---|---|---|---|"]
+    for n, o in enumerate(SCRIPT_OPTIONS):
+        lines.append(
+            f"| {n} | `{o.key}` | {o.label} | `{format_value(o.default)}` | {_values(o)} | {o.infotext or '–'} |"
+        )
+    lines += ["", "| setting | per job as | default | values | what it does |", "|---|---|---|---|---|"]
+    for o in SETTINGS:
+        per_job = f"`{short(o.key)}`" if o.per_request else "–"
+        lines.append(f"| `{o.key}` | {per_job} | `{format_value(o.default)}` | {_values(o)} | {o.label} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown_tables())

@@ -25,3 +25,11 @@ def test_ci_runs_the_readme_test_command():
 def test_extension_layout():
     for path in ("scripts/humanrefine.py", "install.py", "preload.py", "LICENSE", "style.css", "javascript"):
         assert (REPO / path).exists(), path
+
+
+def test_readme_option_tables_are_the_schemas():
+    from lib_humanrefine.options import markdown_tables
+
+    text = (REPO / "README.md").read_text()
+    block = text.split("<!-- options:start -->\n", 1)[1].split("\n<!-- options:end -->", 1)[0]
+    assert block == markdown_tables(), "regenerate with: python -m lib_humanrefine.options"
