@@ -60,13 +60,18 @@ def install_routes(app, credentials: dict[str, str] | None, run_refine: Callable
             return error(401, "HumanRefine: not authenticated (--api-auth is set)", **{"WWW-Authenticate": "Basic"})
         if work is None:
             return JSONResponse(service.schema())
+        too_large = f"HumanRefine: request body too large (at most {MAX_BODY_BYTES} bytes)"
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            return error(413, f"HumanRefine: request body too large ({length} bytes; at most {MAX_BODY_BYTES})")
-        body = await request.body()
+            return error(413, too_large)
+        body = bytearray()
+        async for chunk in request.stream():  # a chunked body has no length to check beforehand
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                return error(413, too_large)
         try:
             payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
             return error(400, "HumanRefine: the request body must be JSON")
         try:
             return JSONResponse(await run_in_threadpool(work, payload))
@@ -126,4 +131,5 @@ def on_app_started(demo, app) -> None:
     opts = shared.cmd_opts
     if not (getattr(opts, "api", False) or getattr(opts, "nowebui", False)):
         return
+    use_webui_models_dir()  # the diagnose route may come before any generation has set it
     install_routes(app, parse_credentials(getattr(opts, "api_auth", None)), webui_refine)
