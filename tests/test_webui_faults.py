@@ -380,6 +380,17 @@ def test_refine_route_out_of_memory_returns_the_image_and_says_so(webui_app, ast
     assert body["report"]["refinement"]["stopped"] == "out of memory"
 
 
+def test_controlnet_model_names_from_a_request_are_only_looked_up_in_the_hosts_list(webui_app, astronaut):
+    """A path given as a model name opens nothing: it is compared with the host's model names."""
+    env = webui_app()
+    body = env.client.post("/humanrefine/v1/refine", json={"image": b64(astronaut), "options": {
+        "depth_model": "../../../../etc/passwd", "pose_model": "control_v11p_sd15_openpose"}}).json()  # fmt: skip
+    assert body["report"]["controlnet"] == [
+        "depth: model '../../../../etc/passwd' is not installed; running without depth control",
+        "openpose: control_v11p_sd15_openpose [cab727d4]",
+    ]
+
+
 def test_diagnose_route_in_the_webui_reads_the_webuis_models_folder(host, tmp_path):
     """Before any generation has run, the route must already use --humanrefine-models-dir."""
     fastapi = pytest.importorskip("fastapi")

@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from .. import service
 from ..errors import ModelsMissing
+from ..options import BadOptions, parse_request_options
 from . import current_settings, log, set_progress, use_webui_models_dir, user_message
 
 PREFIX = "/humanrefine/v1"
@@ -107,6 +108,11 @@ def webui_refine(payload: dict) -> dict:
 
     use_webui_models_dir()
     settings = current_settings()
+    try:  # the request may choose the ControlNet models (refine_request reports bad options)
+        options = payload.get("options") if isinstance(payload, dict) else None
+        settings = parse_request_options(options, settings)[1]
+    except BadOptions:
+        pass
     choices = {"depth": settings.depth_model, "openpose": settings.pose_model}
 
     def make_host(sampler_name, scheduler):
