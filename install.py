@@ -13,6 +13,8 @@ import tempfile
 
 import launch  # type: ignore[import-not-found]
 
+# Every package installed here gets an exact version (tests/test_security.py checks each run_pip
+# install); a new runtime (e.g. onnxruntime for a learned diagnosis) is pinned the same way.
 LITERT = "ai-edge-litert"
 LITERT_VERSION = "2.3.0"
 KEEP = ("numpy", "protobuf")  # never changed by our install

@@ -8,6 +8,7 @@ type's range (uint16 / ``I;16`` 0-65535), floats in 0-1 or 0-255 (see ``to_uint8
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from pathlib import Path
@@ -110,9 +111,20 @@ def _open(path: Path) -> Image.Image:
             raise BadImage("is a folder, not an image file")
         if path.stat().st_size == 0:
             raise BadImage("empty file (0 bytes)")
+    except FileNotFoundError:
+        raise BadImage("no such file") from None
+    except PermissionError:
+        raise BadImage("permission denied (the file cannot be read)") from None
+    return decode(path)
+
+
+def decode(source: str | os.PathLike | io.BytesIO) -> Image.Image:
+    """The decoded first frame (EXIF orientation applied) of a file or of bytes in memory; BadImage
+    saying why not. The size is checked before any pixel is decoded."""
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is lower
-            with Image.open(path) as img:
+            with Image.open(source) as img:
                 check_size(img.width, img.height)
                 img.load()
                 return ImageOps.exif_transpose(img)  # a copy, also when there is nothing to rotate

@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from .errors import HumanRefineError
+from .errors import HumanRefineError, shown, shown_names
 
 INFOTEXT_KEY = "HumanRefine"  # the diagnosis summary
 RESULT_INFOTEXT_KEY = "HumanRefine result"  # what refinement did, one line
@@ -149,7 +149,7 @@ def short(key: str) -> str:
 
 
 def _fail(option: Option, expected: str, value: object) -> BadOptions:
-    return BadOptions(f"'{option.key}' must be {expected}, got {value!r}")
+    return BadOptions(f"'{option.key}' must be {expected}, got {shown(value)}")
 
 
 def coerce(option: Option, value: object) -> object:
@@ -180,7 +180,7 @@ def coerce(option: Option, value: object) -> object:
             raise _fail(option, "a number", value)
         try:
             number = float(value)
-        except ValueError:
+        except (ValueError, OverflowError):  # OverflowError: an integer beyond any float
             raise _fail(option, "a number", value) from None
         lo, hi = option.minimum, option.maximum
         if not math.isfinite(number) or (lo is not None and number < lo) or (hi is not None and number > hi):
@@ -199,7 +199,7 @@ def _collect(schema: Sequence[Option], values: Mapping, known_extra: Sequence[st
     names = {o.key for o in schema}
     unknown = sorted(str(k) for k in values if k not in names and k not in known_extra)
     if unknown:
-        problems.append(f"unknown option(s) {', '.join(map(repr, unknown))} (known: {', '.join(sorted(names))})")
+        problems.append(f"unknown option(s) {shown_names(unknown)} (known: {', '.join(sorted(names))})")
     out = {}
     for option in schema:
         try:

@@ -10,17 +10,15 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import math
 import random
 from collections.abc import Callable, Mapping
 
 import numpy as np
-from PIL import Image
 
 from . import __version__, prompt_tags
 from .atomic import png_bytes
-from .errors import BadImage, HumanRefineError
-from .images import MAX_PIXELS, to_rgb_array
+from .errors import BadImage, HumanRefineError, shown, shown_names
+from .images import decode, to_rgb_array
 from .options import (
     REQUEST_SCHEMA,
     SCRIPT_OPTIONS,
@@ -50,8 +48,7 @@ def _check_keys(payload, allowed: set[str], what: str) -> Mapping:
     unknown = sorted(str(k) for k in payload if k not in allowed)
     if unknown:
         raise BadRequest(
-            f"HumanRefine: unknown key(s) {', '.join(map(repr, unknown))} in the {what} "
-            f"(known: {', '.join(sorted(allowed))})"
+            f"HumanRefine: unknown key(s) {shown_names(unknown)} in the {what} (known: {', '.join(sorted(allowed))})"
         )
     return payload
 
@@ -59,8 +56,6 @@ def _check_keys(payload, allowed: set[str], what: str) -> Mapping:
 def decode_image(data) -> np.ndarray:
     """A base64 image (plain or ``data:image/...;base64,``) → H x W x 3 uint8 RGB; BadRequest
     when it is not one. EXIF orientation is applied; animated images give their first frame."""
-    from PIL import ImageOps
-
     if not isinstance(data, str) or not data:
         raise BadRequest("HumanRefine: 'image' must be a base64-encoded image (PNG, JPEG, WebP...)")
     if len(data) > MAX_BASE64_CHARS:
@@ -72,36 +67,38 @@ def decode_image(data) -> np.ndarray:
     try:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
-        raise BadRequest("HumanRefine: 'image' is not valid base64") from None
+        try:  # wrapped lines (the base64 tool's default) or spaces
+            raw = base64.b64decode("".join(data.split()), validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequest(
+                "HumanRefine: 'image' is not valid base64 (standard alphabet A-Z a-z 0-9 + /, padded with =)"
+            ) from None
+    if not raw:
+        raise BadRequest("HumanRefine: 'image' is empty")
     try:
-        with Image.open(io.BytesIO(raw)) as img:
-            if img.width * img.height > MAX_PIXELS:
-                raise BadRequest(
-                    f"HumanRefine: 'image' is too large ({img.width}x{img.height}; at most {MAX_PIXELS} pixels)"
-                )
-            img.load()
-            return to_rgb_array(ImageOps.exif_transpose(img))
-    except BadRequest:
-        raise
+        return to_rgb_array(decode(io.BytesIO(raw)))
     except BadImage as exc:
         raise BadRequest(f"HumanRefine: 'image': {exc}") from None
-    except Exception as exc:  # Pillow raises many kinds for broken files
-        raise BadRequest(f"HumanRefine: 'image' is not a readable image ({exc.__class__.__name__})") from None
 
 
 def encode_png(array: np.ndarray) -> str:
     return base64.b64encode(png_bytes(array)).decode("ascii")
 
 
+def _plain(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else f"{number:g}"
+
+
 def _number(payload: Mapping, key: str, default, lo: float, hi: float, integer: bool = False):
     value = payload.get(key, default)
     if value is None:
         value = default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise BadRequest(f"HumanRefine: '{key}' must be a number from {lo:g} to {hi:g}, got {value!r}")
-    if not lo <= value <= hi or (integer and value != int(value)):
-        kind = "a whole number" if integer else "a number"
-        raise BadRequest(f"HumanRefine: '{key}' must be {kind} from {lo:g} to {hi:g}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadRequest(f"HumanRefine: '{key}' must be a number from {_plain(lo)} to {_plain(hi)}, got {shown(value)}")
+    kind = "a whole number" if integer else "a number"
+    # (an integer too large for a float is simply out of range: compared without any conversion)
+    if not lo <= value <= hi or (isinstance(value, float) and integer and not value.is_integer()):
+        raise BadRequest(f"HumanRefine: '{key}' must be {kind} from {_plain(lo)} to {_plain(hi)}, got {shown(value)}")
     return int(value) if integer else float(value)
 
 
@@ -117,7 +114,7 @@ def _text(payload: Mapping, key: str, default: str | None = "") -> str | None:
 def _flag(payload: Mapping, key: str) -> bool:
     value = payload.get(key, False)
     if not isinstance(value, bool):
-        raise BadRequest(f"HumanRefine: '{key}' must be true or false, got {value!r}")
+        raise BadRequest(f"HumanRefine: '{key}' must be true or false, got {shown(value)}")
     return value
 
 

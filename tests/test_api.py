@@ -102,7 +102,7 @@ PNG_1x1 = b64(np.zeros((1, 1, 3), np.uint8))
         ("diagnose", {}, 422, "'image' must be a base64-encoded image"),
         ("diagnose", {"image": 17}, 422, "'image' must be a base64-encoded image"),
         ("diagnose", {"image": "@@@not base64"}, 422, "not valid base64"),
-        ("diagnose", {"image": base64.b64encode(b"hello world").decode()}, 422, "not a readable image"),
+        ("diagnose", {"image": base64.b64encode(b"hello world").decode()}, 422, "not an image file that can be read"),
         ("diagnose", {"image": PNG_1x1}, 422, "too small"),
         ("diagnose", {"image": "A", "path": "/etc/passwd"}, 422, "unknown key(s) 'path'"),
         ("diagnose", {"image": "A", "threshold": "0.5"}, 422, "'threshold' must be a number"),

@@ -56,3 +56,19 @@ def test_dependencies_are_pinned():
     assert f"ai-edge-litert=={version}" in (REPO / "requirements.txt").read_text()
     assert f"ai-edge-litert=={version}" == runtime.LITERT_PIN  # the version the error messages tell users to install
     assert models.WHEEL_REQUIREMENT.count("==") == 1
+
+
+def unpinned_installs(install_py: str) -> list[str] | None:
+    """The ``launch.run_pip("install ...")`` commands whose first requirement has no exact version
+    (None when there is no such call at all)."""
+    commands = [m[1] for m in re.findall(r"run_pip\(\s*f?(['\"])install (.*?)\1", install_py, re.S)]
+    return [c for c in commands if "==" not in c.split()[0]] if commands else None
+
+
+def test_every_package_install_py_installs_is_pinned():
+    """install.py runs inside the user's WebUI: each pip install names an exact version (and the
+    host's numpy/protobuf are held by a constraints file)."""
+    install = (REPO / "install.py").read_text()
+    assert unpinned_installs(install) == [] and '-c "{constraints}"' in install
+    assert unpinned_installs("launch.run_pip('install \"onnxruntime\" -c x', 'y')") == ['"onnxruntime" -c x']
+    assert unpinned_installs('launch.run_pip(f"install onnxruntime=={V}", "y")') == []

@@ -196,6 +196,17 @@ class ControlNetUnitForge:
 
 
 UNET = SimpleNamespace(hooked_by=None)  # what A1111's UnetHook patches: one UNet, one hook at a time
+# Fault injection: ControlNet's ``process`` raises ``rejects[name]`` for an enabled unit whose model
+# or module is ``name`` (as both integrations do when a unit's model cannot be loaded).
+CN_FAULTS = SimpleNamespace(rejects={})
+
+
+def check_units(units):
+    for unit in units:
+        error = CN_FAULTS.rejects.get(unit.model) or CN_FAULTS.rejects.get(unit.module)
+        if error is not None:
+            raise error
+
 
 A1111_CN_SOURCE = '''
 class ControlNetScript(Script):
@@ -215,6 +226,7 @@ class ControlNetScript(Script):
             UNET.hooked_by = None
         self.enabled_units = [u for u in args if getattr(u, "enabled", False)]
         self.calls.append(("process", id(p), [u.module for u in self.enabled_units]))
+        check_units(self.enabled_units)  # loads each unit's model
         if not self.enabled_units:
             self.latest_network = None
             return
@@ -232,7 +244,7 @@ class ControlNetScript(Script):
 def make_a1111_controlnet(models):
     """A ControlNet Script whose module globals hold ``external_code`` (found via process.__globals__)."""
     external_code = types.SimpleNamespace(ControlNetUnit=ControlNetUnitA1111, get_models=lambda: list(models))
-    namespace = {"Script": Script, "UNET": UNET, "external_code": external_code}
+    namespace = {"Script": Script, "UNET": UNET, "check_units": check_units, "external_code": external_code}
     exec(A1111_CN_SOURCE, namespace)
     return namespace["ControlNetScript"]()
 
@@ -253,6 +265,7 @@ class ForgeControlNetScript(Script):
     def process(self, p, *args):
         self.current_params = {i: u for i, u in enumerate(a for a in args if a.enabled)}
         self.calls.append(("process", id(p), [u.module for u in self.current_params.values()]))
+        check_units(self.current_params.values())
 
     def postprocess(self, p, processed, *args):
         self.current_params = {}
@@ -268,7 +281,8 @@ def install(monkeypatch, tmp_path, flavour="a1111", models=("control_v11f1p_sd15
                                                             "control_v11p_sd15_openpose [cab727d4]")):  # fmt: skip
     """Put the stand-ins into sys.modules. ``flavour``: "a1111", "forge" or "none" (no ControlNet)."""
     UNET.hooked_by = None
-    rec = SimpleNamespace(passes=[], saved=[], before_pass=[])
+    CN_FAULTS.rejects = {}
+    rec = SimpleNamespace(passes=[], saved=[], before_pass=[], cn_faults=CN_FAULTS)
     modules = types.ModuleType("modules")
     mods = {name: types.ModuleType(f"modules.{name}") for name in (
         "scripts", "script_callbacks", "shared", "paths_internal", "paths", "processing", "devices", "images",

@@ -51,11 +51,20 @@ class InpaintRequest:
 
 
 class HostInterrupted(Exception):
-    """The user pressed Interrupt or Skip during a pass: its result must not be used."""
+    """The user pressed Interrupt or Skip during a pass, or the host cannot go on: the pass's result
+    must not be used and no further pass is tried for this image."""
 
     def __init__(self, reason: str = "interrupted"):
         super().__init__(reason)
         self.reason = reason
+
+
+class HostOutOfMemory(HostInterrupted):
+    """A pass ran out of (GPU) memory: the host has given memory back; trying again would fail too."""
+
+    def __init__(self, detail: str = ""):
+        super().__init__("out of memory")
+        self.detail = detail
 
 
 class Host(Protocol):

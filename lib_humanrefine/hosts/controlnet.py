@@ -194,24 +194,42 @@ def _find_script(runner) -> object | None:
     return None
 
 
-def find_controlnet(outer_runner=None) -> ControlNetBridge | None:
-    """The host's ControlNet integration, or None (no ControlNet: plain inpainting)."""
+def find_controlnet(outer_runner=None, notes: list[str] | None = None) -> ControlNetBridge | None:
+    """The host's ControlNet integration, or None (plain inpainting). When a ControlNet is installed
+    but its interface is not the one known here (a host update), the reason goes into ``notes``."""
     from modules import scripts  # type: ignore[import-not-found]
 
     script = _find_script(outer_runner) or _find_script(getattr(scripts, "scripts_img2img", None))
     if script is None:
         return None
     try:
-        from lib_controlnet import external_code, global_state  # type: ignore[import-not-found]
+        return _forge_bridge(script) or _a1111_bridge(script)
+    except Exception as exc:  # a changed interface costs the controls, never the image or the job
+        reason = " ".join(str(exc).split())[:200] or exc.__class__.__name__
+        message = f"ControlNet is installed but not usable here ({reason}); plain inpainting"
+        log(message)
+        if notes is not None:
+            notes.append(message)
+        return None
 
-        return ControlNetBridge("forge", script, external_code, list(global_state.get_all_controlnet_names()))
+
+def _forge_bridge(script) -> ControlNetBridge | None:
+    try:
+        import lib_controlnet  # type: ignore[import-not-found]  # noqa: F401
     except ImportError:
-        pass
+        return None  # not the Forge family
+    try:
+        from lib_controlnet import external_code, global_state  # type: ignore[import-not-found]
+    except ImportError as exc:
+        raise RuntimeError(f"Forge's lib_controlnet has changed: {exc}") from None
+    return ControlNetBridge("forge", script, external_code, list(global_state.get_all_controlnet_names()))
+
+
+def _a1111_bridge(script) -> ControlNetBridge:
     namespace = type(script).process.__globals__  # the sd-webui-controlnet script module itself
     external_code = namespace.get("external_code")
     if external_code is None or not hasattr(external_code, "ControlNetUnit"):
-        log("a ControlNet script was found but not its external_code module; running without ControlNet")
-        return None
+        raise RuntimeError("its script module has no external_code.ControlNetUnit")
     return ControlNetBridge("a1111", script, external_code, list(external_code.get_models()))
 
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import os
 import sys
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .base import HostInterrupted, InpaintRequest
+from .base import HostInterrupted, HostOutOfMemory, InpaintRequest
 from .controlnet import ControlNetBridge, find_controlnet, outer_controlnet_script
 
 INNER_FLAG = "_humanrefine_inner"  # set on our nested passes; our Script ignores such jobs
@@ -39,6 +40,29 @@ def stop_reason() -> str | None:
     if getattr(state, "skipped", False):
         return "skipped"
     return None
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """torch's ``OutOfMemoryError`` (CUDA, a RuntimeError subclass) and the out-of-memory errors of
+    the other backends (MPS, HIP, DirectML), told by their type name or message."""
+    text = str(exc).lower()
+    return (
+        isinstance(exc, MemoryError)
+        or type(exc).__name__ == "OutOfMemoryError"
+        or "out of memory" in text
+        or "not enough gpu video memory" in text
+    )
+
+
+def init_fields(cls) -> set[str] | None:
+    """The keyword arguments the processing class accepts (its dataclass init fields; for a plain
+    class, its ``__init__`` parameters); None when it takes any keyword."""
+    if dataclasses.is_dataclass(cls):
+        return {f.name for f in dataclasses.fields(cls) if f.init}
+    parameters = inspect.signature(cls).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
 def is_sdxl_like(sd_model) -> bool:
@@ -63,7 +87,8 @@ class WebUIHost:
     controlnet: ControlNetBridge | None
     model_choices: dict[str, str] = field(default_factory=dict)  # control kind -> setting value
     outpath: str | None = None
-    passes: int = 0
+    passes: int = 0  # nested passes started (failed ones included)
+    plain_only: bool = False  # set when ControlNet units cannot be made with this host's classes
     notes: list[str] = field(default_factory=list)
 
     @classmethod
@@ -71,20 +96,23 @@ class WebUIHost:
         """A host that samples like the outer job ``p`` (sampler, scheduler, distilled CFG...)."""
         extra = {k: getattr(p, k) for k in ("distilled_cfg_scale", "s_min_uncond", "eta") if hasattr(p, k)}
         settings = PassSettings(getattr(p, "sampler_name", None), getattr(p, "scheduler", None), extra)
-        host = cls(settings, find_controlnet(getattr(p, "scripts", None)), model_choices,
-                   getattr(p, "outpath_samples", None))  # fmt: skip
+        notes: list[str] = []
+        controlnet = find_controlnet(getattr(p, "scripts", None), notes)
+        host = cls(settings, controlnet, model_choices, getattr(p, "outpath_samples", None), notes=notes)
         host._check_controlnet()
         return host
 
     @classmethod
     def standalone(cls, sampler_name, scheduler, model_choices: dict[str, str]) -> WebUIHost:
-        host = cls(PassSettings(sampler_name, scheduler), find_controlnet(None), model_choices)
+        notes: list[str] = []
+        host = cls(PassSettings(sampler_name, scheduler), find_controlnet(None, notes), model_choices, notes=notes)
         host._check_controlnet()
         return host
 
     def _check_controlnet(self) -> None:
         if self.controlnet is None:
-            self.notes.append("no ControlNet in this WebUI: plain inpainting")
+            if not self.notes:  # (else find_controlnet said why it could not use the one installed)
+                self.notes.append("no ControlNet in this WebUI: plain inpainting")
             return
         from modules import shared  # type: ignore[import-not-found]
 
@@ -103,7 +131,7 @@ class WebUIHost:
         from PIL import Image
 
         cls = processing.StableDiffusionProcessingImg2Img
-        accepted = {f.name for f in dataclasses.fields(cls) if f.init}
+        accepted = init_fields(cls)
         width, height = request.size
         values = {
             "sd_model": shared.sd_model, "outpath_samples": self.outpath, "outpath_grids": self.outpath,
@@ -119,7 +147,7 @@ class WebUIHost:
             "override_settings": {}, "override_settings_restore_afterwards": True,
             **self.settings.extra,
         }  # fmt: skip
-        p2 = cls(**{k: v for k, v in values.items() if k in accepted and v is not None})
+        p2 = cls(**{k: v for k, v in values.items() if (accepted is None or k in accepted) and v is not None})
         # Fresh condition caches (the class-level ones are shared between jobs).
         p2.cached_c = [None] * len(getattr(cls, "cached_c", [None, None]))
         p2.cached_uc = [None] * len(getattr(cls, "cached_uc", [None, None]))
@@ -133,23 +161,37 @@ class WebUIHost:
         if reason:
             raise HostInterrupted(reason)
         p2 = self._processing(request)
-        nested = contextlib.nullcontext()
-        if self.controlnet is not None:
-            specs = self.controlnet.units_for(request.controls, is_sdxl_like(shared.sd_model), self.model_choices)
-            p2.scripts, p2.script_args = self.controlnet.runner_for(specs)
-            nested = self.controlnet.nested()
-            used = ", ".join(f"{s.module}/{s.model}@{s.weight:g}" for s in specs) or "no units"
-        else:
-            p2.scripts, p2.script_args = None, []
-            used = "no ControlNet"
-        log(f"pass {self.passes + 1}: {request.label or 'part'} {request.size[0]}x{request.size[1]}, "
+        runner, script_args, nested, used = None, [], contextlib.nullcontext(), "no ControlNet"
+        if self.controlnet is not None and not self.plain_only:
+            try:
+                specs = self.controlnet.units_for(request.controls, is_sdxl_like(shared.sd_model), self.model_choices)
+                runner, script_args = self.controlnet.runner_for(specs)
+                nested = self.controlnet.nested()
+                used = ", ".join(f"{s.module}/{s.model}@{s.weight:g}" for s in specs) or "no units"
+            except Exception as exc:  # the host's unit class changed: plain inpainting from now on
+                self.plain_only = True
+                note = f"ControlNet units could not be made ({exc.__class__.__name__}: {exc}); plain inpainting"
+                self.notes.append(" ".join(note.split())[:300])
+                log(self.notes[-1])
+        p2.scripts, p2.script_args = runner, script_args
+        self.passes += 1
+        log(f"pass {self.passes}: {request.label or 'part'} {request.size[0]}x{request.size[1]}, "
             f"denoise {request.denoising_strength:.2f}, seed {request.seed}, controls: {used}")  # fmt: skip
         shared.state.textinfo = f"HumanRefine: {request.label}" if request.label else "HumanRefine"
         if getattr(shared.state, "job_count", -1) >= 0:
             shared.state.job_count += 1  # our pass's nextjob() must not push the bar past 100 %
-        with nested:
-            processed = processing.process_images(p2)
-        self.passes += 1
+        try:
+            with nested:
+                processed = processing.process_images(p2)
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            from modules import devices  # type: ignore[import-not-found]
+
+            devices.torch_gc()  # give the memory back before the outer job (or the next image) goes on
+            detail = " ".join(str(exc).split())[:160]
+            log(f"out of memory in pass {self.passes} ({detail}); no further pass for this image")
+            raise HostOutOfMemory(detail) from None
         reason = stop_reason()
         if reason:
             raise HostInterrupted(reason)

@@ -188,15 +188,29 @@ def set_progress(text: str) -> None:
         pass
 
 
+def _key(p) -> tuple[int, int]:
+    return (getattr(p, "iteration", 0), getattr(p, "batch_index", 0))
+
+
 def process_image(p, state: JobState, pp) -> None:
     """From the per-image hook: diagnose the final (composited) image and, unless the policy is
     ``off``, refine it through nested passes. Keyed by ``p.batch_index`` (the position
-    create_infotext receives as ``index``; Forge's ``pp.index`` counts across batches)."""
+    create_infotext receives as ``index``; Forge's ``pp.index`` counts across batches). Whatever
+    fails, the job goes on with the image as it is and the infotext says why."""
+    try:
+        _process_image(p, state, pp)
+    except Exception as exc:  # a bug of ours or a changed host must not cost the user the job
+        message = user_message(exc)
+        log(f"failed: {message}; the image is kept as it is")
+        state.results[_key(p)] = f"error - {message}"
+
+
+def _process_image(p, state: JobState, pp) -> None:
     from ..diagnose import diagnose_image
     from ..diagnose.report import summary
     from ..images import to_rgb_array
 
-    key = (getattr(p, "iteration", 0), getattr(p, "batch_index", 0))
+    key = _key(p)
     index = _image_index(p)
     switch = prompt_tags.parse(_pick(getattr(p, "all_prompts", None), index, ""))
     for warning in switch.warnings:
@@ -232,12 +246,13 @@ def refine_image(p, state: JobState, pp, args: ScriptArgs, array, initial, index
     from ..engine import EngineOptions, refine
     from ..hosts.webui import WebUIHost, keep_params_txt, stop_reason
 
-    key = (getattr(p, "iteration", 0), getattr(p, "batch_index", 0))
+    key = _key(p)
     reason = stop_reason()
     if reason:
         state.results[key] = f"not run: {reason}"
         return
     last_in_batch = getattr(p, "batch_index", 0) >= getattr(p, "batch_size", 1) - 1
+    not_saved = None  # why the image before refinement could not be saved
     try:
         if state.host is None:
             choices = {"depth": state.settings.depth_model, "openpose": state.settings.pose_model}
@@ -245,7 +260,11 @@ def refine_image(p, state: JobState, pp, args: ScriptArgs, array, initial, index
             for note in state.host.notes:
                 log(note)
         if state.settings.save_before:
-            save_before(p, pp.image, index)
+            try:
+                save_before(p, pp.image, index)
+            except Exception as exc:  # e.g. a full disk: refine anyway (the host saves the result) and say so
+                not_saved = f"before-image not saved ({user_message(exc)})"
+                log(not_saved)
         options = EngineOptions(threshold=args.threshold, tta=state.settings.tta, verify=state.settings.verify)
         with keep_params_txt():
             result = refine(
@@ -263,7 +282,7 @@ def refine_image(p, state: JobState, pp, args: ScriptArgs, array, initial, index
                 state.host.after_image(p, last_in_batch)
             except Exception as exc:
                 log(f"could not restore the outer job's ControlNet: {exc.__class__.__name__}: {exc}")
-    state.results[key] = result.summary()
+    state.results[key] = result.summary() + (f"; {not_saved}" if not_saved else "")
     log(f"image {index + 1}: {state.results[key]}")
     if result.changed.any():
         from PIL import Image
@@ -273,6 +292,8 @@ def refine_image(p, state: JobState, pp, args: ScriptArgs, array, initial, index
         pp.image = refined
     report = result.describe()
     report["controlnet"] = list(getattr(state.host, "notes", []))
+    if not_saved:
+        report["before_image"] = not_saved
     state.reports[id(pp.image)] = report
 
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from .. import service
 from ..errors import ModelsMissing
+from ..options import BadOptions, parse_request_options
 from . import current_settings, log, set_progress, use_webui_models_dir, user_message
 
 PREFIX = "/humanrefine/v1"
@@ -70,7 +71,7 @@ def install_routes(app, credentials: dict[str, str] | None, run_refine: Callable
             return JSONResponse(service.schema())
         try:
             payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
             return error(400, "HumanRefine: the request body must be JSON")
         try:
             return JSONResponse(await run_in_threadpool(work, payload))
@@ -106,6 +107,11 @@ def webui_refine(payload: dict) -> dict:
 
     use_webui_models_dir()
     settings = current_settings()
+    try:  # the request may choose the ControlNet models (refine_request reports bad options)
+        options = payload.get("options") if isinstance(payload, dict) else None
+        settings = parse_request_options(options, settings)[1]
+    except BadOptions:
+        pass
     choices = {"depth": settings.depth_model, "openpose": settings.pose_model}
 
     def make_host(sampler_name, scheduler):
@@ -130,4 +136,5 @@ def on_app_started(demo, app) -> None:
     opts = shared.cmd_opts
     if not (getattr(opts, "api", False) or getattr(opts, "nowebui", False)):
         return
+    use_webui_models_dir()  # the diagnose route may come before any generation has set it
     install_routes(app, parse_credentials(getattr(opts, "api_auth", None)), webui_refine)
