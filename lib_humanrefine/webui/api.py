@@ -58,15 +58,22 @@ def install_routes(app, credentials: dict[str, str] | None, run_refine: Callable
 
     async def guarded(request: Request, work: Callable[[dict], dict] | None):
         length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
+        declared_too_large = bool(length and length.isdigit() and int(length) > MAX_BODY_BYTES)
+        if not authorised(request.headers.get("authorization"), credentials):
+            if not declared_too_large:  # drain, keeping nothing, so a client still sending gets the answer
+                received = 0
+                async for chunk in request.stream():
+                    received += len(chunk)
+                    if received > MAX_BODY_BYTES:
+                        break
+            return error(401, "HumanRefine: not authenticated (--api-auth is set)", **{"WWW-Authenticate": "Basic"})
+        if declared_too_large:
             return error(413, f"HumanRefine: request body too large ({length} bytes; at most {MAX_BODY_BYTES})")
         body = bytearray()  # read before answering (a client still sending gets the answer), bounded
         async for chunk in request.stream():
             body += chunk
             if len(body) > MAX_BODY_BYTES:
                 return error(413, f"HumanRefine: request body too large (more than {MAX_BODY_BYTES} bytes)")
-        if not authorised(request.headers.get("authorization"), credentials):
-            return error(401, "HumanRefine: not authenticated (--api-auth is set)", **{"WWW-Authenticate": "Basic"})
         if work is None:
             return JSONResponse(service.schema())
         try:
