@@ -160,7 +160,28 @@ def pick_option(page, dropdown: str, pattern: str):
     options.filter(has_text=re.compile(pattern.lstrip("^"))).first.click()
 
 
-def test_diagnose_pick_refine_compare_choose_save_keep(page, app):
+def teach_buttons_write_crops_and_verdicts(page, app, face: int):
+    """The teach buttons of a diagnosed image write labels.csv rows and crops, never twice or contradicting."""
+    first(page, f"#humanrefine_part_{face}_bad").click()
+    wait_text(page, "#humanrefine_teach_note", r"Taught: P1 face is malformed")
+    first(page, "#humanrefine_image_fine").click()
+    wait_text(page, "#humanrefine_teach_note", r"Taught: whole image is fine")
+    first(page, f"#humanrefine_part_{face}_bad").click()
+    wait_text(page, "#humanrefine_teach_note", r"Already in the labels")
+    first(page, f"#humanrefine_part_{face}_fine").click()
+    wait_text(page, "#humanrefine_teach_note", r"already labelled the other way")
+
+    labels = app.folder / "labels"
+    with open(labels / "labels.csv", newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["path", "label", "kind", "part"]
+    assert [r[1:] for r in rows[1:]] == [["1", "generated-user", "face"], ["0", "generated-user", "image"]]
+    with Image.open(labels / rows[1][0]) as crop, Image.open(labels / rows[2][0]) as whole:
+        assert crop.width == crop.height and 60 < crop.width < 600  # a square around the face
+        assert whole.size == (512, 600)
+
+
+def test_diagnose_teach_pick_refine_compare_choose_save_keep(page, app):
     steady = ["#humanrefine_compare", "#humanrefine_keep", "#humanrefine_refine", "#humanrefine_candidates"]
     before_diagnosis = boxes(page, steady)
     upload_and_diagnose(page, app)
@@ -176,6 +197,7 @@ def test_diagnose_pick_refine_compare_choose_save_keep(page, app):
 
     face = part_row(page, "P1 face")
     assert "no reason to suspect it" in text(page, f"#humanrefine_part_{face}_reasons")
+    teach_buttons_write_crops_and_verdicts(page, app, face)
     checkbox = first(page, f"#humanrefine_part_{face}_pick input[type=checkbox]")
     assert not checkbox.is_checked()  # nothing flagged: nothing preselected
     checkbox.check()
@@ -250,29 +272,7 @@ def test_diagnose_pick_refine_compare_choose_save_keep(page, app):
     assert first(page, "#humanrefine_keep").is_disabled()
 
 
-def test_teach_buttons_write_crops_and_verdicts(page, app):
-    upload_and_diagnose(page, app)
-    face = part_row(page, "P1 face")
-    first(page, f"#humanrefine_part_{face}_bad").click()
-    wait_text(page, "#humanrefine_teach_note", r"Taught: P1 face is malformed")
-    first(page, "#humanrefine_image_fine").click()
-    wait_text(page, "#humanrefine_teach_note", r"Taught: whole image is fine")
-    first(page, f"#humanrefine_part_{face}_bad").click()
-    wait_text(page, "#humanrefine_teach_note", r"Already in the labels")
-    first(page, f"#humanrefine_part_{face}_fine").click()
-    wait_text(page, "#humanrefine_teach_note", r"already labelled the other way")
-
-    labels = app.folder / "labels"
-    with open(labels / "labels.csv", newline="") as fh:
-        rows = list(csv.reader(fh))
-    assert rows[0] == ["path", "label", "kind", "part"]
-    assert [r[1:] for r in rows[1:]] == [["1", "generated-user", "face"], ["0", "generated-user", "image"]]
-    with Image.open(labels / rows[1][0]) as crop, Image.open(labels / rows[2][0]) as whole:
-        assert crop.width == crop.height and 60 < crop.width < 600  # a square around the face
-        assert whole.size == (512, 600)
-
-
-def test_send_to_humanrefine_from_the_txt2img_gallery(page, app):
+def test_send_from_the_txt2img_gallery_then_diagnose_tick_and_refine_from_the_keyboard(page, app):
     page.locator("#tabs button", has_text=re.compile(r"^\s*txt2img\s*$")).click()
     first(page, "#txt2img_generate").click()
     page.locator("#txt2img_gallery img").first.wait_for()
@@ -281,13 +281,6 @@ def test_send_to_humanrefine_from_the_txt2img_gallery(page, app):
     assert first(page, "#tab_humanrefine").is_visible()  # the tab opened
     assert first(page, "#humanrefine_prompt textarea").input_value() == "a woman in a navy uniform"
     assert first(page, "#humanrefine_negative textarea").input_value() == "blurry"
-    first(page, "#humanrefine_diagnose").click()
-    wait_text(page, "#humanrefine_verdict", r"2 parts")
-
-
-def test_keyboard_only_diagnose_tick_refine(page, app):
-    page.set_input_files("#humanrefine_image input[type=file]", str(app.input))
-    wait_text(page, "#humanrefine_note", "seed 40")
 
     def tab_to(selector, limit=60):
         for _ in range(limit):
