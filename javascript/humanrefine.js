@@ -10,6 +10,7 @@
         apply();
         return true;
     }
+    if (typeof onUiLoaded !== "function") return; // outside a WebUI (the tab's browser tests)
     onUiLoaded(function () {
         ["txt2img", "img2img"].forEach(update);
     });

@@ -109,14 +109,19 @@ def write_json(path: str | os.PathLike, obj) -> Path:
     return write_text(path, dumps_json(obj) + "\n")
 
 
-def png_bytes(image) -> bytes:
-    """A numpy array or PIL image encoded as PNG in memory."""
-    from PIL import Image
+def png_bytes(image, text: dict[str, str] | None = None) -> bytes:
+    """A numpy array or PIL image encoded as PNG in memory, with ``text`` chunks (e.g. the infotext)."""
+    from PIL import Image, PngImagePlugin
 
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
+    info = None
+    if text:
+        info = PngImagePlugin.PngInfo()
+        for key, value in text.items():
+            info.add_text(key, value)
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    image.save(buffer, format="PNG", pnginfo=info)
     return buffer.getvalue()
 
 

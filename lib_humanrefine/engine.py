@@ -96,6 +96,7 @@ class StepResult:
     candidates: list[Candidate] = field(default_factory=list)
     reason: str = ""
     crop: CropBox | None = None
+    step: Step | None = field(default=None, repr=False)  # what ran (the tab swaps candidates with it)
 
     @property
     def after(self) -> Check | None:
@@ -183,6 +184,8 @@ def check_part(image: np.ndarray, step: Step, threshold: float = DEFAULT_THRESHO
     """Diagnose the window around the step's part and find that part again: among parts of the
     same kind overlapping the step's region, the one whose keypoints lie closest to the intended
     skeleton (or the worst-scoring one when that cannot be measured)."""
+    if step.kind == "region":  # drawn by the user: no detector to ask; the user compares
+        return Check(True, 0.0)
     window = score_window(step, image.shape)
     view = crop_image(image, window)
     detections, diagnosis = diagnose_image(view, threshold=threshold, tta=tta)
@@ -290,7 +293,7 @@ def run_step(
     """Try ``step.candidates`` seeds; keep the best verified candidate, else the original.
     Raises ``Stopped`` (before or right after a candidate, which is then discarded) when asked."""
     options = options or EngineOptions()
-    result = StepResult(step.index, step.kind, step.part.label(), checker(image, step), crop=step.crop)
+    result = StepResult(step.index, step.kind, step.part.label(), checker(image, step), crop=step.crop, step=step)
     try:
         return _run_candidates(image, step, host, checker, options, progress, should_stop, result)
     except Stopped as stop:
@@ -329,7 +332,8 @@ def _run_candidates(image, step, host, checker, options, progress, should_stop, 
     if eligible:
         best = min(eligible, key=lambda i: (result.candidates[i].check.score, _error_key(result.candidates[i])))
         result.accepted, result.chosen = True, best
-        passed = f"{result.passed}/{n} candidates passed" if options.verify else "not verified"
+        verified = options.verify and step.kind != "region"
+        passed = f"{result.passed}/{n} candidates passed" if verified else "not verified"
         result.reason = f"fixed ({passed})"
         return images[best], result
     if not ran:
@@ -354,11 +358,13 @@ def refine(
     progress: Progress | None = None,
     should_stop: StopCheck | None = None,
     initial: tuple[Detections, Diagnosis] | None = None,
+    extra_steps: list[Step] | None = None,
 ) -> RefineResult:
     """Diagnose (or take ``initial``, the image's detections and diagnosis), plan, and run: coarse
     steps first; if any was accepted, the image is diagnosed and planned again before the fine
     steps (the limbs, and so the hands, may have moved). Interrupt/skip (``should_stop``) ends the
-    run between candidates, keeping what was accepted."""
+    run between candidates, keeping what was accepted. ``extra_steps`` (regions the user drew) run
+    last."""
     plan_options = plan_options or PlanOptions()
     options = options or EngineOptions()
     check = checker or (lambda img, step: check_part(img, step, options.threshold, options.tta))
@@ -389,6 +395,7 @@ def refine(
         if any(r.accepted for r in results) and plan_options.choices is None:
             fine = [s for s in planned().steps if s.kind != "pose"]
         run(fine)
+        run(list(extra_steps or []))
     except Stopped as stop:
         stopped = stop.reason
         if stop.result is not None:

@@ -33,7 +33,7 @@ class Option:
     key: str
     label: str
     default: object
-    kind: str  # "bool" | "choice" | "float" | "int" | "text"
+    kind: str  # "bool" | "choice" | "float" | "int" | "text" (a ControlNet model name) | "path"
     choices: tuple[str, ...] = ()
     minimum: float | None = None
     maximum: float | None = None
@@ -96,6 +96,8 @@ SETTINGS: tuple[Option, ...] = (
     Option("humanrefine_show_overlay", "Show the diagnosis overlay as an extra output image", False, "bool"),
     Option("humanrefine_tta", "Face stability check (re-runs the face-mesh model on shifted crops; a few ms per face)",
            True, "bool"),
+    Option("humanrefine_labels_dir", "Labels folder of the tab's \"fine\" / \"malformed\" buttons (empty: "
+           "humanrefine-labels in the outputs folder)", "", "path"),
 )  # fmt: skip
 
 
@@ -129,6 +131,7 @@ class Settings:
     save_report: bool = False
     show_overlay: bool = False
     tta: bool = True
+    labels_dir: str = ""
 
     @classmethod
     def from_lookup(cls, lookup) -> Settings:
@@ -171,8 +174,8 @@ def coerce(option: Option, value: object) -> object:
             if word in option.choices:
                 return word
         raise _fail(option, f"one of {', '.join(option.choices)}", value)
-    if option.kind == "text":
-        if isinstance(value, str) and "\n" not in value and len(value) <= 300:
+    if option.kind in ("text", "path"):
+        if isinstance(value, str) and "\n" not in value and len(value) <= (300 if option.kind == "text" else 4096):
             return value.strip() or option.default
         raise _fail(option, "a one-line text", value)
     if option.kind in ("float", "int"):
@@ -292,7 +295,7 @@ def _values(option: Option) -> str:
         return " / ".join(option.choices) + (f" (also {', '.join(option.aliases)})" if option.aliases else "")
     if option.kind in ("float", "int"):
         return f"{option.minimum:g}–{option.maximum:g}"
-    return "text"
+    return "a folder" if option.kind == "path" else "text"
 
 
 def markdown_tables() -> str:
@@ -306,7 +309,8 @@ def markdown_tables() -> str:
     lines += ["", "| setting | per job as | default | values | what it does |", "|---|---|---|---|---|"]
     for o in SETTINGS:
         per_job = f"`{short(o.key)}`" if o.per_request else "–"
-        lines.append(f"| `{o.key}` | {per_job} | `{format_value(o.default)}` | {_values(o)} | {o.label} |")
+        default = f"`{format_value(o.default)}`" if o.default != "" else "(empty)"
+        lines.append(f"| `{o.key}` | {per_job} | {default} | {_values(o)} | {o.label} |")
     return "\n".join(lines)
 
 

@@ -77,7 +77,7 @@ class PlanOptions:
 @dataclass
 class Step:
     index: int
-    kind: str  # "pose" (coarse) | "hand" | "face"
+    kind: str  # "pose" (coarse) | "hand" | "face" | "region" (drawn by the user)
     part: Part = field(repr=False)
     category: str
     score: float
@@ -243,6 +243,13 @@ def _parts_to_refine(diagnosis: Diagnosis, options: PlanOptions) -> list[tuple[P
     return sorted(chosen, key=lambda pc: (order[_step_kind(pc[0])], -pc[0].score))
 
 
+def part_denoise(part: Part, options: PlanOptions) -> float:
+    """The denoising strength a part gets by default: its kind's strength, more the worse it scores."""
+    kind = _step_kind(part)
+    severity = min(max(part.score, 0.0), 1.0)
+    return round(min(MAX_DENOISE, options.strength.get(kind, 0.5) + SEVERITY_BUMP[kind] * severity), 3)
+
+
 def make_step(
     index: int, part: Part, image: np.ndarray, detections: Detections, options: PlanOptions,
     choice: PartChoice | None = None,
@@ -299,11 +306,7 @@ def make_step(
                 image=reference_image(image, region, crop, size),
             )
         )  # fmt: skip
-    if choice.denoise is not None:
-        denoise = choice.denoise
-    else:
-        severity = min(max(part.score, 0.0), 1.0)
-        denoise = min(MAX_DENOISE, options.strength.get(kind, 0.5) + SEVERITY_BUMP[kind] * severity)
+    denoise = part_denoise(part, options) if choice.denoise is None else choice.denoise
     return Step(
         index=index, kind=kind, part=part, category=part.main_category, score=part.score,
         mask=region, ring=ring, crop=crop, size=size, controls=controls,
@@ -367,3 +370,47 @@ def make_plan(image: np.ndarray, detections: Detections, diagnosis: Diagnosis, o
 def step_inputs(image: np.ndarray, step: Step) -> tuple[np.ndarray, np.ndarray]:
     """The crop and its mask at the generation size, as a host receives them."""
     return crop_image(image, step.crop, step.size), crop_image(step.mask, step.crop, step.size, cv2.INTER_NEAREST)
+
+
+REGION_MIN_FRACTION = 0.0005  # drawn specks smaller than this share of the image are ignored
+MAX_REGIONS = 4
+
+
+def region_steps(
+    image: np.ndarray, mask: np.ndarray, options: PlanOptions, first_index: int, denoise: float,
+    candidates: int | None = None,
+) -> list[Step]:  # fmt: skip
+    """Steps for regions the user drew (the tab's extra mask, white = refine): one per connected
+    area, largest first, at most MAX_REGIONS. Inpainted with the user's prompt and a reference of
+    the region's own pixels; no detector checks them (kind ``region``), the user compares."""
+    h, w = image.shape[:2]
+    binary = (np.asarray(mask) > 127).astype(np.uint8)
+    if binary.shape != (h, w):
+        binary = cv2.resize(binary, (w, h), interpolation=cv2.INTER_NEAREST)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    areas = sorted(range(1, count), key=lambda i: -stats[i, cv2.CC_STAT_AREA])
+    keep = [i for i in areas if stats[i, cv2.CC_STAT_AREA] >= REGION_MIN_FRACTION * h * w][:MAX_REGIONS]
+    native = options.part_resolution or NATIVE[options.model]
+    steps = []
+    for i in keep:
+        region = np.where(labels == i, 255, 0).astype(np.uint8)
+        box = masks.bbox(region)
+        side = max(box[2] - box[0], box[3] - box[1])
+        crop, size = context_crop(box, image.shape, 0.5, native)
+        ring_px = 0.15 * side
+        part = Part("region", None, None, tuple(float(v) for v in box), "region")
+        controls = []
+        if options.reference_weight > 0:
+            reference = reference_image(image, region, crop, size)
+            controls.append(Control("reference", options.reference_weight, 0.0, 1.0,
+                                    fidelity=options.reference_fidelity, image=reference))  # fmt: skip
+        index = first_index + len(steps)
+        steps.append(Step(
+            index=index, kind="region", part=part, category="region", score=0.0, mask=region,
+            ring=masks.ring(region, grow=ring_px, shrink=ring_px), crop=crop, size=size, controls=controls,
+            prompt=options.prompt, negative_prompt=options.negative_prompt, denoise=round(float(denoise), 3),
+            seed=options.seed + 1000 * (index + 1), steps=options.steps, cfg_scale=options.cfg_scale,
+            candidates=max(1, candidates or options.candidates), seam_denoise=0.3 if options.seam_pass else 0.0,
+            part_size=float(side),
+        ))  # fmt: skip
+    return steps

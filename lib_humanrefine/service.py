@@ -188,8 +188,6 @@ def refine_request(
     ``sampler_name``, ``scheduler``, ``options`` (as the accordion, plus ``candidates``, ``verify``...),
     ``parts`` (explicit part choices), ``return_candidates``."""
     from .diagnose import diagnose_image
-    from .diagnose.report import image_dict
-    from .engine import EngineOptions, refine
 
     payload = _check_keys(payload, REFINE_KEYS, "request")
     try:
@@ -211,20 +209,48 @@ def refine_request(
         bad = [c.part for c in choices if c.part >= len(initial[1].parts)]
         if bad:
             raise BadRequest(f"HumanRefine: 'parts' names part(s) {bad}; the image has {len(initial[1].parts)} parts")
-    plan_options = plan_options_from(args, settings, prompt, negative, model, seed, steps, cfg, choices)
-    options = EngineOptions(threshold=args.threshold, tta=settings.tta, verify=settings.verify, keep_candidates=keep)
     host = make_host(sampler_name, scheduler)
-    result = refine(image, host, plan_options, options, progress=progress, should_stop=should_stop, initial=initial)
-    report = {"diagnosis": image_dict(initial[1]), "refinement": result.describe(), "seed": seed}
-    notes = list(getattr(host, "notes", []) or [])
-    if notes:
-        report["controlnet"] = notes
+    result, report = refine_image(
+        image, initial, host, args, settings, prompt, negative, model, seed, steps, cfg, choices=choices,
+        keep_candidates=keep, progress=progress, should_stop=should_stop,
+    )  # fmt: skip
     out = {"version": API_VERSION, "image": encode_png(result.image), "info": result.summary(), "report": report}
     if keep:
         out["candidates"] = [
             [encode_png(c.patch) if c.patch is not None else None for c in step.candidates] for step in result.steps
         ]
     return out
+
+
+def refine_image(
+    image: np.ndarray, initial, host, args: ScriptArgs, settings: Settings, prompt: str, negative_prompt: str,
+    model: str, seed: int, steps: int, cfg_scale: float, choices=None, keep_candidates: bool = False,
+    extra_mask: np.ndarray | None = None, mask_strength: float = 0.5,
+    progress: Callable[[str], None] | None = None, should_stop: Callable[[], str | None] | None = None,
+):  # fmt: skip
+    """Refine an image that was diagnosed (``initial`` = its detections and diagnosis) through
+    ``host``: the work behind the refine route and the tab. ``extra_mask`` (white = refine) adds
+    a step per drawn region. Returns the engine's RefineResult and the report."""
+    from .diagnose.report import image_dict
+    from .engine import EngineOptions, refine
+    from .plan import region_steps
+
+    plan_options = plan_options_from(args, settings, prompt, negative_prompt, model, seed, steps, cfg_scale, choices)
+    options = EngineOptions(
+        threshold=args.threshold, tta=settings.tta, verify=settings.verify, keep_candidates=keep_candidates
+    )
+    extra = None
+    if extra_mask is not None:  # indices after every possible part step keep seeds and names apart
+        extra = region_steps(image, extra_mask, plan_options, len(initial[1].parts), mask_strength)
+    result = refine(
+        image, host, plan_options, options, progress=progress, should_stop=should_stop, initial=initial,
+        extra_steps=extra,
+    )  # fmt: skip
+    report = {"diagnosis": image_dict(initial[1]), "refinement": result.describe(), "seed": seed}
+    notes = list(getattr(host, "notes", []) or [])
+    if notes:
+        report["controlnet"] = notes
+    return result, report
 
 
 def schema() -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from modules import script_callbacks, scripts
 
 from lib_humanrefine import webui
-from lib_humanrefine.webui import api, hooks, ui
+from lib_humanrefine.webui import api, hooks, tab, ui
 
 
 class HumanRefineScript(scripts.Script):
@@ -47,3 +47,5 @@ script_callbacks.on_ui_settings(webui.register_settings)
 script_callbacks.on_before_ui(hooks.register_prompt_tag)
 script_callbacks.on_image_saved(hooks.on_image_saved)
 script_callbacks.on_app_started(api.on_app_started)
+script_callbacks.on_ui_tabs(tab.on_ui_tabs)
+script_callbacks.on_after_component(tab.on_after_component)  # "Send to HumanRefine" under the galleries

@@ -296,7 +296,8 @@ def install(monkeypatch, tmp_path, flavour="a1111", models=("control_v11f1p_sd15
 
     callbacks = mods["script_callbacks"]
     callbacks.registered = {}
-    for hook in ("on_ui_settings", "on_before_ui", "on_image_saved", "on_app_started"):
+    for hook in ("on_ui_settings", "on_before_ui", "on_image_saved", "on_app_started", "on_ui_tabs",
+                 "on_after_component"):  # fmt: skip
         setattr(callbacks, hook, lambda fn, *, name=None, _h=hook: callbacks.registered.setdefault(_h, []).append(fn))
 
     shared = mods["shared"]
@@ -420,7 +421,9 @@ def gradio_stand_in():
             return False
 
     gr.Accordion = gr.Row = Block
-    gr.Checkbox, gr.Radio, gr.Slider, gr.Dropdown = (component(k) for k in ("cb", "radio", "slider", "dropdown"))
+    gr.Checkbox, gr.Radio, gr.Slider, gr.Dropdown, gr.Textbox = (
+        component(k) for k in ("cb", "radio", "slider", "dropdown", "textbox")
+    )
     return gr
 
 

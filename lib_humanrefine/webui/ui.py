@@ -80,4 +80,6 @@ def setting_component(option: Option):
         return gr.Slider, {"minimum": option.minimum, "maximum": option.maximum, "step": option.step}
     if option.kind == "text":
         return gr.Dropdown, lambda: {"choices": controlnet_model_choices()}
+    if option.kind == "path":
+        return gr.Textbox, {}
     raise AssertionError(option.kind)

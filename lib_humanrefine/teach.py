@@ -1,0 +1,107 @@
+"""A user's verdicts ("this hand is fine", "this face is malformed") as a labelled training folder.
+
+The folder holds ``labels.csv`` with the columns ``path,label,kind,part`` — ``path`` relative to
+the CSV, ``label`` 1 = malformed / 0 = fine, ``part`` one of image|hand|face|body (rows other than
+``image`` are crops of that one part) — and the PNG files it names: the format the learned
+diagnosis's ``train`` command reads. Nothing is ever overwritten: crops are named by their content,
+rows are only appended, and every write goes through the atomic writer.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import output_folder, png_bytes, write_bytes
+from .errors import CannotWrite
+
+COLUMNS = ("path", "label", "kind", "part")
+PARTS = ("image", "hand", "face", "body")
+# A part crop is the square around the part's box, this many times its longer side (the context
+# the learned part heads are trained with: a hand or face with its surroundings, a person whole).
+CONTEXT = {"hand": 2.0, "face": 2.0, "body": 1.1}
+CROPS = "crops"
+_lock = threading.Lock()  # two clicks must not both append to the CSV at once
+
+
+@dataclass
+class Taught:
+    path: Path  # the PNG written (or found already there)
+    row: int  # line number of the row in labels.csv (1 = header)
+    new: bool  # False: the same crop already had this verdict; nothing was written
+
+
+def part_crop(image: np.ndarray, box, kind: str) -> np.ndarray:
+    """The square around ``box`` (x0, y0, x1, y1), ``CONTEXT[kind]`` times its longer side, in the
+    image's own pixels; what lies outside the image is mid-grey."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    side = max(round(max(x1 - x0, y1 - y0, 1.0) * CONTEXT.get(kind, 2.0)), 1)
+    left, top = round((x0 + x1) / 2 - side / 2), round((y0 + y1) / 2 - side / 2)
+    out = np.full((side, side, 3), 128, np.uint8)
+    h, w = image.shape[:2]
+    sx0, sy0, sx1, sy1 = max(left, 0), max(top, 0), min(left + side, w), min(top + side, h)
+    if sx1 > sx0 and sy1 > sy0:
+        out[sy0 - top : sy1 - top, sx0 - left : sx1 - left] = image[sy0:sy1, sx0:sx1, :3]
+    return out
+
+
+def _rows(csv_path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
+    """The header and each non-empty row with its line number (1 = header)."""
+    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+        header, *body = list(csv.reader(fh)) or [[]]
+    columns = [c.strip() for c in header]
+    return columns, [(n, dict(zip(columns, (v.strip() for v in row)))) for n, row in enumerate(body, 2) if row]
+
+
+def _line(values: list[str]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(values)
+    return buffer.getvalue()
+
+
+def add(folder: str | Path, picture: np.ndarray, label: int, part: str, kind: str = "user") -> Taught:
+    """Write ``picture`` (a part crop, or the whole image for part ``image``) and its verdict.
+
+    Raises CannotWrite with one line when the folder cannot be written or its labels.csv has
+    columns that cannot hold the verdict."""
+    if label not in (0, 1):
+        raise ValueError(f"label must be 0 or 1, got {label!r}")
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {', '.join(PARTS)}, got {part!r}")
+    folder = output_folder(folder, flag="labels folder")
+    csv_path = folder / "labels.csv"
+    data = png_bytes(np.ascontiguousarray(picture[..., :3]))
+    relative = f"{CROPS}/{part}-{hashlib.sha256(data).hexdigest()[:16]}.png"
+    with _lock:
+        columns, rows = _rows(csv_path) if csv_path.is_file() else (list(COLUMNS), [])
+        missing = [c for c in COLUMNS if c not in columns]
+        if missing:
+            raise CannotWrite(
+                f"{csv_path} has the columns {','.join(columns)}; a verdict needs {','.join(COLUMNS)} "
+                f"(add the column(s) {','.join(missing)} or choose another labels folder)"
+            )
+        for number, row in rows:
+            if row.get("path") == relative:
+                if row.get("label") == str(label):
+                    return Taught(folder / relative, number, False)
+                verdict = "malformed" if label else "fine"
+                raise CannotWrite(
+                    f"this {part} is already labelled the other way in {csv_path} line {number}; "
+                    f"edit that line to make it {verdict}"
+                )
+        crop_path = folder / relative
+        output_folder(crop_path.parent, flag="labels folder")
+        if not crop_path.exists():  # the name is the content's hash: an existing file is this picture
+            write_bytes(crop_path, data)
+        values = {"path": relative, "label": str(label), "kind": kind, "part": part}
+        old = csv_path.read_bytes() if csv_path.is_file() else _line(columns).encode("utf-8")
+        if old and not old.endswith(b"\n"):
+            old += b"\n"
+        write_bytes(csv_path, old + _line([values.get(c, "") for c in columns]).encode("utf-8"))
+        return Taught(crop_path, old.count(b"\n") + 1, True)
