@@ -23,6 +23,7 @@ class Labelled:
     path: Path
     label: int  # 1 = malformed, 0 = normal
     kind: str = ""
+    folder: Path | None = None  # the labels file's folder (annotations.csv, provenance.tsv beside it)
 
 
 def load_labels(csv_path: Path, data_dir: Path) -> list[Labelled]:
@@ -39,7 +40,7 @@ def load_labels(csv_path: Path, data_dir: Path) -> list[Labelled]:
                 raise BadImage(f"{csv_path}:{n}: need columns path,label[,kind] with label 0 or 1") from None
             if label not in (0, 1):
                 raise BadImage(f"{csv_path}:{n}: label must be 0 or 1, got {label}")
-            rows.append(Labelled(path, label, (row.get("kind") or "").strip()))
+            rows.append(Labelled(path, label, (row.get("kind") or "").strip(), csv_path.parent))
     if not rows:
         raise BadImage(f"{csv_path}: no rows")
     return rows
@@ -79,13 +80,20 @@ def rss_mb() -> float:
 
 
 def run_bench(
-    items: list[Labelled], threshold: float | None = None, tta: bool = True, progress: TextIO | None = None
+    items: list[Labelled],
+    threshold: float | None = None,
+    tta: bool = True,
+    progress: TextIO | None = None,
+    learned: bool = True,
+    stability: bool = True,
 ) -> dict:
     from .diagnose import DEFAULT_THRESHOLD, diagnose_image
     from .images import load_image
+    from .learned import benchfig
     from .plan import PlanOptions, make_plan
 
     threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+    learned_bench = benchfig.LearnedBench(threshold) if learned else None
     rss_start = rss_mb()
     scores, labels, kinds, latencies, hands_found = [], [], [], [], []
     kind_scores: dict[str, list[float]] = {kind: [] for kind in ("hand", "face", "body")}  # best part per image
@@ -96,12 +104,16 @@ def run_bench(
     rss_first = rss_start
     for item in items:
         image = load_image(item.path)
-        detections, diagnosis = diagnose_image(image, threshold=threshold, tta=tta)
+        detections, diagnosis = diagnose_image(image, threshold=threshold, tta=tta, learned=learned)
         latencies.append(diagnosis.timings_ms["total"])
         if len(latencies) == 1:
             rss_first = rss_mb()  # models loaded and run once
         elif 900 <= max(image.shape[:2]) <= 1150 and len(detections.people) <= 2:
             target_latencies.append(latencies[-1])
+            if learned_bench:
+                learned_bench.time_without_learned(image, tta)
+        if learned_bench:
+            learned_bench.add(item, image, diagnosis, region_mask(item.path), tta, stability)
         for stage, ms in detections.timings_ms.items():
             stage_ms.setdefault(stage, []).append(ms)
         plan = make_plan(image, detections, diagnosis, plan_options)
@@ -172,6 +184,8 @@ def run_bench(
                    "flagged": round(float(np.mean([sc >= threshold for sc, k in zip(scores, kinds) if k == kind])), 4)}
             for kind in sorted(set(kinds))
         }  # fmt: skip
+    if learned_bench:
+        result.update(learned_bench.figures(progress))
     domains = sorted({k.split("-")[0] for k in kinds if k})
     for domain in domains:
         idx = [i for i, k in enumerate(kinds) if k.split("-")[0] == domain]

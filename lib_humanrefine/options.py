@@ -56,6 +56,16 @@ SCRIPT_OPTIONS: tuple[Option, ...] = (
         infotext="HumanRefine threshold",
         help="A part scoring at or above this marks the image 'suspect'.",
     ),  # fmt: skip
+    Option(
+        "sensitivity",
+        "Sensitivity",
+        "threshold",
+        "choice",
+        choices=("threshold", "strict", "balanced", "relaxed"),
+        infotext="HumanRefine sensitivity",
+        help="strict / balanced / relaxed: thresholds set on normal images' false alarms (about 20 / 10 / 5 %); "
+        "threshold: use the slider above.",
+    ),  # fmt: skip
 )
 
 SETTINGS: tuple[Option, ...] = (
@@ -63,6 +73,12 @@ SETTINGS: tuple[Option, ...] = (
     Option(
         "humanrefine_tta",
         "Face stability check (re-runs the face-mesh model on shifted crops; a few ms per face)",
+        True,
+        "bool",
+    ),  # fmt: skip
+    Option(
+        "humanrefine_learned",
+        "Learned check (CLIP encoder on the CPU: about 45 ms per person, face and hand; off = landmark signals only)",
         True,
         "bool",
     ),  # fmt: skip
@@ -74,6 +90,7 @@ class ScriptArgs:
     enabled: bool = False
     mode: str = "diagnose"
     threshold: float = 0.5
+    sensitivity: str = "threshold"  # or a preset of learned.sensitivity_threshold
 
 
 def _coerce(option: Option, value: object) -> object:

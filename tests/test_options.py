@@ -35,7 +35,8 @@ def test_positional_and_dict_forms_agree():
     [
         ([True, "refine-all"], "mode"),
         ([True, "diagnose", 2.0], "between"),
-        ([1, 2, 3, 4], "at most"),
+        ([1, 2, 3, 4, 5], "at most"),
+        ({"enabled": True, "sensitivity": "paranoid"}, "sensitivity"),
         ({"enabled": True, "treshold": 0.3}, "unknown option"),
         (["maybe"], "true or false"),
     ],
@@ -48,3 +49,9 @@ def test_wrong_payloads_name_the_problem(payload, fragment):
 def test_infotext_lists_only_non_defaults():
     assert infotext_params(ScriptArgs(enabled=True)) == {}
     assert infotext_params(ScriptArgs(enabled=True, threshold=0.3)) == {"HumanRefine threshold": "0.3"}
+
+
+def test_sensitivity_defaults_to_the_threshold_slider():
+    assert parse_script_args([True, "diagnose", 0.4]).sensitivity == "threshold"
+    args = parse_script_args({"enabled": True, "sensitivity": "Strict"})
+    assert args.sensitivity == "strict" and infotext_params(args) == {"HumanRefine sensitivity": "strict"}

@@ -153,9 +153,9 @@ def test_ui_uses_only_arguments_gradio3_and_4_share(webui_stubs, monkeypatch):
     monkeypatch.setitem(sys.modules, "gradio", gr)
     script = webui_stubs.module.HumanRefineScript()
     components = script.ui(is_img2img=True)
-    assert [c.kind for c in components] == ["cb", "radio", "slider"]
+    assert [c.kind for c in components] == ["cb", "radio", "slider", "radio"]
     assert all(c.elem_id.startswith("humanrefine_img2img_") for c in components)
-    assert "HumanRefine threshold" in script.paste_field_names
+    assert {"HumanRefine threshold", "HumanRefine sensitivity"} <= set(script.paste_field_names)
     enabled_field = script.infotext_fields[0][1]
     assert enabled_field({"HumanRefine": "ok 0.10"}) is True and enabled_field({}) is False
 

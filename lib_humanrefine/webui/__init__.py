@@ -98,8 +98,13 @@ def diagnose_image(p, state: JobState, image) -> None:
         if models_dir:
             set_models_dir(models_dir)
         array = to_rgb_array(image)
-        tta = bool(opt("humanrefine_tta"))
-        detections, diagnosis = diagnose_image(array, threshold=state.args.threshold, tta=tta)
+        tta, learned = bool(opt("humanrefine_tta")), bool(opt("humanrefine_learned"))
+        threshold = state.args.threshold
+        if state.args.sensitivity != "threshold":
+            from ..learned import sensitivity_threshold
+
+            threshold = sensitivity_threshold(state.args.sensitivity, learned=learned)
+        detections, diagnosis = diagnose_image(array, threshold=threshold, tta=tta, learned=learned)
         state.summaries[key] = summary(diagnosis)
         if opt("humanrefine_show_overlay"):
             from PIL import Image
