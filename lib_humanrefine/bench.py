@@ -40,6 +40,8 @@ def load_labels(csv_path: Path, data_dir: Path) -> list[Labelled]:
                 raise BadImage(f"{csv_path}:{n}: need columns path,label[,kind] with label 0 or 1") from None
             if label not in (0, 1):
                 raise BadImage(f"{csv_path}:{n}: label must be 0 or 1, got {label}")
+            if (row.get("part") or "image").strip().lower() != "image":
+                continue  # a part crop for training (learned/data.py), not a picture to diagnose
             rows.append(Labelled(path, label, (row.get("kind") or "").strip(), csv_path.parent))
     if not rows:
         raise BadImage(f"{csv_path}: no rows")

@@ -226,6 +226,21 @@ def test_training_is_reproducible_and_separates_its_tiny_set(models_ready, share
     assert min(positives) > max(negatives)
 
 
+def test_bench_cross_validates_by_group_and_skips_part_rows(models_ready, shared_data, tmp_path):
+    pytest.importorskip("sklearn")
+    from lib_humanrefine.bench import load_labels, run_bench
+
+    _tiny_set(shared_data, tmp_path)
+    items = load_labels(tmp_path / "labels.csv", tmp_path)
+    assert len(items) == 8  # the two hand crops are training rows, not pictures
+    figures = run_bench(items, threshold=0.7, tta=False, stability=False)
+    cv = figures["learned_cv"]
+    # groups ai (3 malformed), gen (1 + 1), real (3 normal): only holding out gen leaves both labels to train on
+    assert cv["scored"] == 2 and cv["all"]["n_pos"] == 1 and cv["all"]["n_neg"] == 1
+    assert figures["learned"]["note"] is None and figures["learned"]["rss_mb_encoder"] is not None
+    assert set(figures["learned"]["presets_on_these_images"]) == {"strict", "balanced", "relaxed"}
+
+
 def test_train_rejects_a_folder_without_labels(tmp_path):
     assert cli.main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "h.npz")]) == 2
 

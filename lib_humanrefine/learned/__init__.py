@@ -11,6 +11,7 @@ returns a one-line note and the diagnosis keeps its landmark signals.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import threading
 from dataclasses import dataclass
@@ -48,7 +49,8 @@ class LearnedResult:
 
 
 _lock = threading.Lock()
-_loaded: dict[tuple, tuple[Encoder | None, Heads | None, str | None]] = {}
+_checked: dict[tuple, tuple[Heads | None, str | None]] = {}
+_encoders: dict[str, Encoder | str] = {}  # encoder file -> session, or why it did not load
 _heads_override: Path | None = None
 
 
@@ -68,38 +70,54 @@ def heads_path() -> Path:
     return user if user.is_file() else heads_mod.BUNDLED
 
 
-def status() -> tuple[Encoder | None, Heads | None, str | None]:
-    """(encoder, heads, None) when the learned check can run, else (None, None, one-line note). Cached."""
+def ready() -> tuple[Heads | None, str | None]:
+    """(heads, None) when the learned check can run (heads usable, encoder file intact, onnxruntime
+    importable), else (None, one-line note); loads no encoder. Cached per models folder and heads file."""
     key = (str(models.models_dir()), str(heads_path()))
     with _lock:
-        if key not in _loaded:
-            _loaded[key] = _load(heads_path())
-        return _loaded[key]
+        if key not in _checked:
+            _checked[key] = _check(heads_path())
+        return _checked[key]
 
 
-def _load(path: Path) -> tuple[Encoder | None, Heads | None, str | None]:
-    sha = models.MODELS[models.ENCODER].sha256
+def _check(path: Path) -> tuple[Heads | None, str | None]:
     try:
-        heads = heads_mod.load(path, encoder_sha256=sha)
+        heads = heads_mod.load(path, encoder_sha256=models.MODELS[models.ENCODER].sha256)
     except HumanRefineError as exc:
-        return None, None, f"learned check off: {exc}"
+        return None, f"learned check off: {exc}"
     try:
-        encoder_file = models.model_path(models.ENCODER)
+        models.model_path(models.ENCODER)
     except HumanRefineError:
-        return None, None, f"learned check off: the CLIP encoder is missing or corrupt; run: {models.FETCH_COMMAND}"
-    try:
-        encoder = Encoder(str(encoder_file))
-    except ImportError:
-        return None, None, "learned check off: onnxruntime is not installed (pip install onnxruntime==1.23.2)"
-    except Exception as exc:  # onnxruntime cannot load the file: report, never fail the diagnosis
-        return None, None, f"learned check off: the encoder did not load ({exc.__class__.__name__})"
+        return None, f"learned check off: the CLIP encoder is missing or corrupt; run: {models.FETCH_COMMAND}"
+    if importlib.util.find_spec("onnxruntime") is None:
+        return None, "learned check off: onnxruntime is not installed (pip install onnxruntime==1.23.2)"
+    return heads, None
+
+
+def status() -> tuple[Encoder | None, Heads | None, str | None]:
+    """(encoder, heads, None) when the learned check can run, else (None, None, one-line note).
+    The encoder loads once per process (per models folder)."""
+    heads, note = ready()
+    if heads is None:
+        return None, None, note
+    key = str(models.model_path(models.ENCODER))
+    with _lock:
+        if key not in _encoders:
+            try:
+                _encoders[key] = Encoder(key)
+            except Exception as exc:  # onnxruntime cannot load the file: report, never fail the diagnosis
+                _encoders[key] = f"learned check off: the encoder did not load ({exc.__class__.__name__})"
+        encoder = _encoders[key]
+    if isinstance(encoder, str):
+        return None, None, encoder
     return encoder, heads, None
 
 
 def forget() -> None:
     """Drop the loaded encoder and heads (tests; after retraining)."""
     with _lock:
-        _loaded.clear()
+        _checked.clear()
+        _encoders.clear()
 
 
 def part_crop(image: np.ndarray, part, heads: Heads | None = None) -> np.ndarray:
@@ -199,7 +217,7 @@ def sensitivity_threshold(preset: str, learned: bool = True) -> float:
     if preset not in PRESETS:
         raise HumanRefineError(f"sensitivity must be one of {', '.join(PRESETS)}, got {preset!r}")
     if learned:
-        _encoder, heads, _note = status()
+        heads, _note = ready()
         if heads is not None and preset in heads.thresholds:
             return heads.thresholds[preset]
     return LANDMARK_THRESHOLDS[preset]

@@ -59,6 +59,12 @@ class FolderInfo:
         ann = self.folder / "annotations.csv"
         if ann.is_file():
             self.annotations = {row["path"]: row for row in _read_csv(ann) if row.get("path")}
+        self.groups: dict[Path, str] = {}  # labels.csv's own group column
+        labels = self.folder / "labels.csv"
+        if labels.is_file():
+            for row in _read_csv(labels):
+                if row.get("path") and row.get("group"):
+                    self.groups[(self.folder / row["path"]).resolve()] = row["group"]
         self.provenance: list[tuple[str, str]] = []
         self.root = self.folder
         for parent in (self.folder, *list(self.folder.parents)[:2]):
@@ -86,6 +92,7 @@ class FolderInfo:
 
     def group(self, path: Path, explicit: str = "") -> str:
         """``group`` column > annotations prompt > provenance repository > the file itself."""
+        explicit = explicit or self.groups.get(Path(path).resolve(), "")
         if explicit:
             return explicit
         row = self.annotations.get(self._relative(path)) or self.annotations.get(Path(path).name)
