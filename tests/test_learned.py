@@ -251,3 +251,25 @@ def test_report_json_carries_image_score_and_notes(models_ready, astronaut, tmp_
     entry = json.loads((tmp_path / "out" / "report.json").read_text())["images"][0]
     assert 0 < entry["image_score"] < 1 and entry["notes"] == []
     assert entry["threshold"] == learned.sensitivity_threshold("balanced")
+
+
+def test_webui_takes_the_preset_and_the_learned_setting(monkeypatch, astronaut):
+    from types import SimpleNamespace
+
+    import lib_humanrefine.diagnose as diagnose_mod
+    from lib_humanrefine import webui
+
+    seen = {}
+
+    def fake_diagnose(array, threshold, tta, learned):
+        seen.update(threshold=threshold, learned=learned)
+        return None, diagnose_mod.Diagnosis(array.shape[1], array.shape[0], [], threshold)
+
+    monkeypatch.setattr(diagnose_mod, "diagnose_image", fake_diagnose)
+    p = SimpleNamespace(extra_generation_params={}, iteration=0, batch_index=0)
+    state = webui.start_job(p, [{"enabled": True, "sensitivity": "relaxed"}])
+    webui.diagnose_image(p, state, Image.fromarray(astronaut))
+    assert seen == {"threshold": learned.sensitivity_threshold("relaxed"), "learned": True}
+    monkeypatch.setattr(webui, "opt", lambda key: key != "humanrefine_learned")  # the setting turned off
+    webui.diagnose_image(p, state, Image.fromarray(astronaut))
+    assert seen == {"threshold": learned.sensitivity_threshold("relaxed", learned=False), "learned": False}
