@@ -109,20 +109,34 @@ def write_json(path: str | os.PathLike, obj) -> Path:
     return write_text(path, dumps_json(obj) + "\n")
 
 
-def png_bytes(image, text: dict[str, str] | None = None) -> bytes:
-    """A numpy array or PIL image encoded as PNG in memory, with ``text`` chunks (e.g. the infotext)."""
-    from PIL import Image, PngImagePlugin
+def encoded(image, fmt: str = "PNG", **options) -> bytes:
+    """A numpy array or PIL image encoded in memory (``fmt`` and ``options`` as Pillow takes them)."""
+    from PIL import Image
 
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def npz_bytes(**arrays) -> bytes:
+    """Arrays as a compressed ``.npz`` in memory (plain arrays only: it is read with allow_pickle=False)."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def png_bytes(image, text: dict[str, str] | None = None) -> bytes:
+    """A numpy array or PIL image encoded as PNG in memory, with ``text`` chunks (e.g. the infotext)."""
+    from PIL import PngImagePlugin
+
     info = None
     if text:
         info = PngImagePlugin.PngInfo()
         for key, value in text.items():
             info.add_text(key, value)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", pnginfo=info)
-    return buffer.getvalue()
+    return encoded(image, "PNG", pnginfo=info)
 
 
 def save_png(path: str | os.PathLike, image) -> Path:

@@ -25,6 +25,7 @@ class Labelled:
     path: Path
     label: int  # 1 = malformed, 0 = normal
     kind: str = ""
+    folder: Path | None = None  # the labels file's folder (annotations.csv, provenance.tsv beside it)
 
 
 def load_labels(csv_path: Path, data_dir: Path) -> list[Labelled]:
@@ -52,7 +53,9 @@ def load_labels(csv_path: Path, data_dir: Path) -> list[Labelled]:
             raise BadImage(f"{csv_path}:{n}: need columns path,label[,kind] with label 0 or 1") from None
         if label not in (0, 1):
             raise BadImage(f"{csv_path}:{n}: label must be 0 or 1, got {label}")
-        rows.append(Labelled(path, label, (row.get("kind") or "").strip()))
+        if (row.get("part") or "image").strip().lower() != "image":
+            continue  # a part crop for training (learned/data.py), not a picture to diagnose
+        rows.append(Labelled(path, label, (row.get("kind") or "").strip(), csv_path.parent))
     if not rows:
         raise BadImage(f"{csv_path}: no rows")
     return rows
@@ -92,13 +95,20 @@ def rss_mb() -> float:
 
 
 def run_bench(
-    items: list[Labelled], threshold: float | None = None, tta: bool = True, progress: TextIO | None = None
+    items: list[Labelled],
+    threshold: float | None = None,
+    tta: bool = True,
+    progress: TextIO | None = None,
+    learned: bool = True,
+    stability: bool = True,
 ) -> dict:
     from .diagnose import DEFAULT_THRESHOLD, diagnose_image
     from .images import load_image
+    from .learned import benchfig
     from .plan import PlanOptions, make_plan
 
     threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+    learned_bench = benchfig.LearnedBench(threshold) if learned else None
     rss_start = rss_mb()
     scores, labels, kinds, latencies, hands_found = [], [], [], [], []
     kind_scores: dict[str, list[float]] = {kind: [] for kind in ("hand", "face", "body")}  # best part per image
@@ -115,7 +125,7 @@ def run_bench(
     for item in items:
         try:
             image = load_image(item.path)
-            detections, diagnosis = diagnose_image(image, threshold=threshold, tta=tta)
+            detections, diagnosis = diagnose_image(image, threshold=threshold, tta=tta, learned=learned)
         except BadImage as exc:
             error = str(exc)
         except HumanRefineError:
@@ -134,6 +144,16 @@ def run_bench(
             rss_first = rss_mb()  # models loaded and run once
         elif 900 <= max(image.shape[:2]) <= 1150 and len(detections.people) <= 2:
             target_latencies.append(latencies[-1])
+            if learned_bench:
+                learned_bench.time_without_learned(image, tta)
+        try:
+            mask = region_mask(item.path)
+        except BadImage as exc:
+            mask = None
+            if progress:
+                print(f"warning: mask ignored: {exc}", file=progress)
+        if learned_bench:
+            learned_bench.add(item, image, diagnosis, mask, tta, stability)
         for stage, ms in detections.timings_ms.items():
             stage_ms.setdefault(stage, []).append(ms)
         for policy in policies:
@@ -153,12 +173,6 @@ def run_bench(
             hands_found.append(bool(detections.hands))
         for kind, values in kind_scores.items():
             values.append(max((p.score for p in diagnosis.parts if p.kind == kind), default=0.0))
-        try:
-            mask = region_mask(item.path)
-        except BadImage as exc:
-            mask = None
-            if progress:
-                print(f"warning: mask ignored: {exc}", file=progress)
         if mask is not None and item.label == 1:
             coverage["images_with_mask"] += 1
             hand_boxes = [p.box for p in diagnosis.parts if p.kind == "hand"]
@@ -223,6 +237,8 @@ def run_bench(
                    "flagged": round(float(np.mean([sc >= threshold for sc, k in zip(scores, kinds) if k == kind])), 4)}
             for kind in sorted(set(kinds))
         }  # fmt: skip
+    if learned_bench:
+        result.update(learned_bench.figures(progress))
     domains = sorted({k.split("-")[0] for k in kinds if k})
     for domain in domains:
         idx = [i for i, k in enumerate(kinds) if k.split("-")[0] == domain]

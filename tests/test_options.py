@@ -56,10 +56,11 @@ def test_positional_and_dict_forms_agree():
     [
         ([True, "refine-everything"], "'policy' must be one of all, flagged, off"),
         ([True, "all", 2.0], "'threshold' must be between 0.05 and 0.95"),
-        ([1] * 10, "at most 9"),
+        ([1] * 11, "at most 10"),
         ({"enabled": True, "treshold": 0.3}, "unknown option(s) 'treshold'"),
         (["maybe"], "'enabled' must be true or false"),
         ({"hand_strength": float("nan")}, "'hand_strength' must be between"),
+        ({"enabled": True, "sensitivity": "paranoid"}, "'sensitivity' must be one of strict, balanced, relaxed"),
     ],
 )
 def test_wrong_payloads_name_the_problem(payload, fragment):
@@ -103,3 +104,9 @@ def test_settings_from_the_webui_fall_back_to_defaults_on_bad_values():
     stored = {"humanrefine_candidates": 3, "humanrefine_verify": "nonsense"}
     settings = Settings.from_lookup(lambda key, default: stored.get(key, default))
     assert settings.candidates == 3 and settings.verify is True
+
+
+def test_sensitivity_presets_default_to_balanced_and_reach_the_infotext():
+    assert parse_script_args([True, "diagnose", 0.4]).sensitivity == "balanced"
+    args = parse_script_args({"enabled": True, "sensitivity": "Strict"})
+    assert args.sensitivity == "strict" and infotext_params(args) == {"HumanRefine sensitivity": "strict"}

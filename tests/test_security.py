@@ -52,10 +52,12 @@ def test_dependencies_are_pinned():
                 assert re.match(r"^[A-Za-z0-9_.\-]+==[0-9][^ ;]*( *;.*)?$", line), f"{name}: {line} is not pinned"
     install = (REPO / "install.py").read_text()
     version = re.search(r'LITERT_VERSION = "([^"]+)"', install).group(1)
-    assert 'install "{LITERT}=={LITERT_VERSION}"' in install  # pip is always given the exact version
-    assert f"ai-edge-litert=={version}" in (REPO / "requirements.txt").read_text()
+    onnx = re.search(r'ONNXRUNTIME_VERSION = "([^"]+)"', install).group(1)
+    assert 'install "{dist}=={version}"' in install  # pip is always given the exact version
+    runtime_requirements = (REPO / "requirements.txt").read_text()
+    assert f"ai-edge-litert=={version}" in runtime_requirements and f"onnxruntime=={onnx}" in runtime_requirements
     assert f"ai-edge-litert=={version}" == runtime.LITERT_PIN  # the version the error messages tell users to install
-    assert models.WHEEL_REQUIREMENT.count("==") == 1
+    assert all(wheel.requirement.count("==") == 1 for wheel in models.WHEELS.values())
 
 
 def unpinned_installs(install_py: str) -> list[str] | None:

@@ -152,7 +152,8 @@ def test_a_drawn_mask_becomes_one_step_per_area_largest_first_specks_ignored():
 
 @pytest.fixture
 def diagnosed(models_ready, grace_hopper):
-    return sessions.diagnose(grace_hopper, A1111_INFOTEXT, ScriptArgs(enabled=True), Settings(candidates=2))
+    settings = Settings(candidates=2, learned=False)
+    return sessions.diagnose(grace_hopper, A1111_INFOTEXT, ScriptArgs(enabled=True), settings)
 
 
 def test_rows_list_the_parts_with_the_plans_defaults(diagnosed):
@@ -196,7 +197,7 @@ def test_refine_keeps_every_candidate_and_choosing_restores_exact_pixels(diagnos
 
 
 def test_an_image_without_infotext_gets_the_values_the_refinement_used(models_ready, grace_hopper):
-    session = sessions.diagnose(grace_hopper, "", ScriptArgs(enabled=True), Settings())
+    session = sessions.diagnose(grace_hopper, "", ScriptArgs(enabled=True), Settings(learned=False))
     face = next(r for r in session.rows if r.kind == "face")
     session.refine([sessions.Pick(face.index, 0.3, 1, 1.0)], ShiftHost(), ScriptArgs(enabled=True),
                    Settings(part_resolution=256), "sd15", "portrait", "", 99, 10, 5.0)  # fmt: skip

@@ -202,7 +202,7 @@ def test_hand_steps_send_depth_and_reference_units_with_the_listed_model(webui, 
 
     webui.shared.opts.humanrefine_verify = False
     image = Image.fromarray(load_image(shared_data / "real" / "hamer_test1.jpg"))
-    run_job(webui, stand_ins.make_p(), [image], [True, "all", 0.5, True, False, False])
+    run_job(webui, stand_ins.make_p(), [image], [True, "all", 0.5, "threshold", True, False, False])
     assert len(webui.rec.passes) == 4  # two hands, each a part pass and a seam pass
     part, seam = webui.rec.passes[:2]
     assert [(u.module, u.model) for u in part.units] == [
@@ -261,14 +261,15 @@ def test_disabled_does_nothing_but_a_prompt_tag_switches_it_on(webui, astronaut)
 
 def test_ui_uses_only_arguments_gradio3_and_4_share_and_pastes_back(webui):
     components = webui.script.ui(is_img2img=True)
-    assert [c.kind for c in components] == ["cb", "radio", "slider", "cb", "cb", "cb", "slider", "slider", "slider"]
+    assert [c.kind for c in components] == [
+        "cb", "radio", "slider", "radio", "cb", "cb", "cb", "slider", "slider", "slider"]  # fmt: skip
     assert all(c.elem_id.startswith("humanrefine_img2img_") for c in components)
     assert "HumanRefine policy" in webui.script.paste_field_names
     fields = dict((id(c), key) for c, key in webui.script.infotext_fields)
     pasted = {"HumanRefine": "ok 0.10", "HumanRefine policy": "flagged", "HumanRefine hands": "False"}
     values = [fields[id(c)](pasted) for c in components]
-    assert values == [True, "flagged", 0.5, False, True, True, 0.5, 0.35, 0.6]  # missing keys: their defaults
-    assert [fields[id(c)]({"Steps": "20"}) for c in components] == [False] + [None] * 8  # not ours: keep
+    assert values == [True, "flagged", 0.5, "balanced", False, True, True, 0.5, 0.35, 0.6]  # missing: defaults
+    assert [fields[id(c)]({"Steps": "20"}) for c in components] == [False] + [None] * 9  # not ours: keep
 
 
 def test_missing_litert_runtime_is_reported_in_one_line(monkeypatch):

@@ -301,7 +301,8 @@ def install(monkeypatch, tmp_path, flavour="a1111", models=("control_v11f1p_sd15
         setattr(callbacks, hook, lambda fn, *, name=None, _h=hook: callbacks.registered.setdefault(_h, []).append(fn))
 
     shared = mods["shared"]
-    shared.opts = FakeOpts(data_labels={})
+    # the learned check off: these tests are about the glue, and its scores would move strengths and verdicts
+    shared.opts = FakeOpts(data_labels={}, humanrefine_learned=False)
     shared.OptionInfo = option_info
     shared.cmd_opts = SimpleNamespace(humanrefine_models_dir=None, api=True, api_auth=None, nowebui=False)
     shared.state = State()

@@ -20,9 +20,13 @@ DEFAULT_THRESHOLD = 0.5
 
 
 def diagnose_detections(
-    image: np.ndarray, detections: Detections, threshold: float = DEFAULT_THRESHOLD, tta: bool = True
+    image: np.ndarray,
+    detections: Detections,
+    threshold: float = DEFAULT_THRESHOLD,
+    tta: bool = True,
+    learned: bool = False,
 ) -> Diagnosis:
-    """Score every detected hand, face and person of an image."""
+    """Score every detected hand, face and person of an image (``learned``: add the learned check)."""
     parts: list[Part] = []
     for i, hand in enumerate(detections.hands):
         signals = hand_signals(hand)
@@ -46,20 +50,45 @@ def diagnose_detections(
         }
         for p, person in enumerate(detections.people)
     ]
-    return Diagnosis(detections.width, detections.height, parts, threshold, people, dict(detections.timings_ms))
+    result = Diagnosis(detections.width, detections.height, parts, threshold, people, dict(detections.timings_ms))
+    if learned:
+        add_learned_evidence(image, result)
+    return result
+
+
+def add_learned_evidence(image: np.ndarray, diagnosis: Diagnosis) -> None:
+    """The learned check's signal on every embedded part and the image score; a note when it is off."""
+    from ..learned import KIND_WORDS, learned_check
+    from ..learned.heads import sigmoid
+
+    start = time.perf_counter()
+    result, note = learned_check(image, diagnosis.parts)
+    if result is None:
+        diagnosis.notes.append(note or "learned check off")
+        return
+    for part, score, logit in zip(diagnosis.parts, result.part_scores, result.part_logits):
+        for signal in part.signals:
+            signal.score *= result.landmark_weight
+        if score is not None:
+            reason = f"learned {KIND_WORDS.get(part.kind, part.kind)} check {score:.2f}"
+            part.signals.append(Signal("learned", round(sigmoid(logit), 3), score, reason))
+    diagnosis.image_score = result.image_score
+    diagnosis.learned = result
+    diagnosis.timings_ms["learned"] = (time.perf_counter() - start) * 1000.0
 
 
 def diagnose_image(
-    image: np.ndarray, threshold: float = DEFAULT_THRESHOLD, tta: bool = True
+    image: np.ndarray, threshold: float = DEFAULT_THRESHOLD, tta: bool = True, learned: bool = True
 ) -> tuple[Detections, Diagnosis]:
     """Detect and diagnose one image: H x W x 3 uint8 RGB, or anything ``images.to_rgb_array`` reads
     (converted first); ``timings_ms["total"]`` is the whole time. BadImage / BadArgument in one line
-    for an image or threshold it cannot use."""
+    for an image or threshold it cannot use. ``learned=False`` skips the learned check (landmark
+    signals only; faster)."""
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.number)) or not 0 <= threshold <= 1:
         raise BadArgument(f"threshold must be a number between 0 and 1 (got {threshold!r})")
     image = to_rgb_array(image)
     start = time.perf_counter()
     detections = detect(image)
-    result = diagnose_detections(image, detections, threshold=threshold, tta=tta)
+    result = diagnose_detections(image, detections, threshold=threshold, tta=tta, learned=learned)
     result.timings_ms["total"] = (time.perf_counter() - start) * 1000.0
     return detections, result

@@ -28,10 +28,12 @@ def image_dict(diagnosis: Diagnosis, path: str | None = None) -> dict:
         "height": diagnosis.height,
         "verdict": diagnosis.verdict,
         "score": round(diagnosis.score, 3),
+        "image_score": None if diagnosis.image_score is None else round(diagnosis.image_score, 3),
         "threshold": diagnosis.threshold,
         "people": diagnosis.people,
         "parts": [part_dict(p) for p in diagnosis.parts],
         "timings_ms": {k: round(v, 1) for k, v in diagnosis.timings_ms.items()},
+        "notes": list(diagnosis.notes),
     }
 
 
@@ -53,11 +55,13 @@ def summary(diagnosis: Diagnosis, max_parts: int = 3) -> str:
     Commas and colons are avoided inside the value so WebUI infotext parsing stays intact.
     """
     head = f"{diagnosis.verdict} {diagnosis.score:.2f}"
+    notes = "".join(f" [{note}]" for note in diagnosis.notes)
     flagged = diagnosis.flagged()[:max_parts]
     if not flagged:
-        return f"{head} ({len(diagnosis.people)} people; {len(diagnosis.parts)} parts checked)"
+        text = f"{head} ({len(diagnosis.people)} people; {len(diagnosis.parts)} parts checked){notes}"
+        return text.replace(",", " ").replace(":", " ")
     items = []
     for part in flagged:
         reason = part.reasons[0] if part.reasons else part.main_category
         items.append(f"{part.label()} {part.score:.2f} ({reason})")
-    return (head + " - " + "; ".join(items)).replace(",", " ").replace(":", " ")
+    return (head + " - " + "; ".join(items) + notes).replace(",", " ").replace(":", " ")

@@ -78,11 +78,16 @@ class Diagnosis:
     threshold: float
     people: list[dict] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    image_score: float | None = None  # the learned check's image-level probability (None: not run)
+    notes: list[str] = field(default_factory=list)  # one line each, e.g. why the learned check is off
+    learned: object | None = field(default=None, repr=False)  # learned.LearnedResult (embeddings) when it ran
 
     @property
     def score(self) -> float:
-        """The image's score: its highest part score (0 when nothing was found)."""
-        return max((p.score for p in self.parts), default=0.0)
+        """The image's score: its highest part score; with no part found, the learned image score (else 0)."""
+        if not self.parts:
+            return self.image_score or 0.0
+        return max(p.score for p in self.parts)
 
     @property
     def verdict(self) -> str:

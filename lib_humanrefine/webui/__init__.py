@@ -206,9 +206,9 @@ def process_image(p, state: JobState, pp) -> None:
 
 
 def _process_image(p, state: JobState, pp) -> None:
-    from ..diagnose import diagnose_image
     from ..diagnose.report import summary
     from ..images import to_rgb_array
+    from ..service import diagnose_for
 
     key = _key(p)
     index = _image_index(p)
@@ -223,7 +223,7 @@ def _process_image(p, state: JobState, pp) -> None:
     try:
         use_webui_models_dir()
         array = to_rgb_array(pp.image)
-        detections, diagnosis = diagnose_image(array, threshold=args.threshold, tta=state.settings.tta)
+        detections, diagnosis, args = diagnose_for(array, args, state.settings)
         state.summaries[key] = summary(diagnosis)
         if state.settings.show_overlay:
             from PIL import Image
@@ -265,7 +265,10 @@ def refine_image(p, state: JobState, pp, args: ScriptArgs, array, initial, index
             except Exception as exc:  # e.g. a full disk: refine anyway (the host saves the result) and say so
                 not_saved = f"before-image not saved ({user_message(exc)})"
                 log(not_saved)
-        options = EngineOptions(threshold=args.threshold, tta=state.settings.tta, verify=state.settings.verify)
+        options = EngineOptions(
+            threshold=args.threshold, tta=state.settings.tta, verify=state.settings.verify,
+            learned=state.settings.learned,
+        )  # fmt: skip
         with keep_params_txt():
             result = refine(
                 array, state.host, plan_options_for(p, args, state.settings, index), options,

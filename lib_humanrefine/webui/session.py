@@ -254,12 +254,12 @@ def part_rows(diagnosis: Diagnosis, args: ScriptArgs, settings: Settings) -> lis
 
 
 def diagnose(image: np.ndarray, text: str, args: ScriptArgs, settings: Settings) -> Session:
-    from ..diagnose import diagnose_image
     from ..diagnose.overlay import draw_overlay
     from ..images import to_rgb_array
+    from ..service import diagnose_for
 
     image = to_rgb_array(image)
-    detections, diagnosis = diagnose_image(image, threshold=args.threshold, tta=settings.tta)
+    detections, diagnosis, args = diagnose_for(image, args, settings)
     session = Session(image, infotext.parse(text), detections, diagnosis, draw_overlay(image, detections, diagnosis))
     session.rows = part_rows(diagnosis, args, settings)
     return session

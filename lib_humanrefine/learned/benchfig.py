@@ -1,0 +1,127 @@
+"""The learned check's part of ``bench``: encoder memory, latency without it, verdict stability under
+re-compression, the shipped heads' presets, and the cross-validated figures (``evaluate.crossval``)."""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+from .. import models
+from .data import FolderInfo, Sample, fingerprint
+from .train import Features, features_from_diagnosis
+
+# The same picture as a lossless PNG, a JPEG at quality 90 and a WebP at quality 80.
+RECOMPRESSIONS = (("png", {}), ("jpeg", {"quality": 90}), ("webp", {"quality": 80}))
+
+
+def recompressed(image: np.ndarray, fmt: str, options: dict) -> np.ndarray:
+    from PIL import Image
+
+    from ..atomic import encoded
+
+    return np.asarray(Image.open(io.BytesIO(encoded(image, fmt, **options))).convert("RGB"))
+
+
+class LearnedBench:
+    def __init__(self, threshold: float):
+        from ..bench import rss_mb
+        from . import MAX_PART_CROPS, heads_path, status
+        from .encoder import SIZE
+
+        self.threshold = threshold
+        before = rss_mb()
+        encoder, heads, note = status()
+        if encoder is not None:  # load and run once: the memory a WebUI process pays for the check
+            encoder.embed([np.zeros((SIZE, SIZE, 3), np.uint8)] * (MAX_PART_CROPS + 1))
+        self.rss_mb_encoder = round(rss_mb() - before, 1) if encoder is not None else None
+        self.heads, self.note, self.heads_file = heads, note, heads_path()
+        self.features: list[Features] = []
+        self.scores: list[tuple[float, int]] = []
+        self.masks: dict[int, np.ndarray] = {}
+        self.in_training = 0
+        self.swings: list[tuple[float, str]] = []
+        self.no_learned_ms: list[float] = []
+        self.info: dict[Path, FolderInfo] = {}
+
+    def time_without_learned(self, image: np.ndarray, tta: bool) -> None:
+        from ..diagnose import diagnose_image
+
+        _d, diagnosis = diagnose_image(image, threshold=self.threshold, tta=tta, learned=False)
+        self.no_learned_ms.append(diagnosis.timings_ms["total"])
+
+    def add(self, item, image: np.ndarray, diagnosis, mask: np.ndarray | None, tta: bool, stability: bool) -> None:
+        from ..diagnose import diagnose_image
+
+        folder = item.folder or item.path.parent
+        info = self.info.setdefault(folder, FolderInfo(folder))
+        sample = Sample(item.path, item.label, "image", item.kind, info.group(item.path), info.severity(item.path))
+        self.scores.append((diagnosis.score, item.label))
+        features = features_from_diagnosis(sample, diagnosis, mask)
+        if features is None:
+            return
+        if self.heads is not None and len(self.heads.trained_images):
+            self.in_training += fingerprint(item.path) in set(self.heads.trained_images.tolist())
+        if mask is not None:
+            self.masks[len(self.features)] = mask
+        self.features.append(features)
+        if stability:
+            scores = [diagnosis.score]  # the decoded pixels themselves = the PNG copy
+            for fmt, options in RECOMPRESSIONS[1:]:
+                _d, again = diagnose_image(recompressed(image, fmt, options), threshold=self.threshold, tta=tta)
+                scores.append(again.score)
+            self.swings.append((max(scores) - min(scores), item.path.name))
+
+    def figures(self, progress: TextIO | None = None) -> dict:
+        from ..bench import _percentiles
+        from ..errors import HumanRefineError
+        from . import sensitivity_threshold
+
+        thresholds = {
+            p: sensitivity_threshold(p, learned=self.heads is not None) for p in ("strict", "balanced", "relaxed")
+        }
+        scores = np.array([s for s, _ in self.scores])
+        labels = np.array([y for _, y in self.scores])
+        presets = {
+            p: {
+                "threshold": t,
+                "recall": round(float((scores[labels == 1] >= t).mean()), 4) if (labels == 1).any() else None,
+                "false_alarms": round(float((scores[labels == 0] >= t).mean()), 4) if (labels == 0).any() else None,
+            }
+            for p, t in thresholds.items()
+        }
+        out: dict = {
+            "learned": {
+                "heads": str(self.heads_file),
+                "note": self.note,
+                "rss_mb_encoder": self.rss_mb_encoder,
+                "images_the_heads_were_trained_on": self.in_training,
+                "presets_on_these_images": presets,
+            },
+            "latency_1024px_le2_people_no_learned": _percentiles(self.no_learned_ms),
+        }
+        if self.swings:
+            worst = max(self.swings)
+            out["stability"] = {
+                "formats": "PNG, JPEG q90, WebP q80",
+                "images": len(self.swings),
+                "worst_swing": round(worst[0], 4),
+                "worst_image": worst[1],
+                "mean_swing": round(float(np.mean([s for s, _ in self.swings])), 4),
+                "images_over_0.1": sum(s > 0.1 for s, _ in self.swings),
+            }
+        if self.features:
+            try:
+                from .evaluate import crossval
+
+                start = time.perf_counter()
+                sha = models.MODELS[models.ENCODER].sha256
+                out["learned_cv"] = crossval(self.features, sha, self.masks)
+                if progress:
+                    print(f"cross-validation: {time.perf_counter() - start:.0f} s", file=progress)
+            except HumanRefineError as exc:  # scikit-learn is a development requirement
+                out["learned_cv"] = {"skipped": str(exc)}
+        return out

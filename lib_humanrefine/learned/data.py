@@ -1,0 +1,158 @@
+"""Labelled training folders.
+
+``labels.csv``: ``path,label[,kind][,part][,group]`` — ``path`` relative to the CSV, ``label`` 1 =
+malformed, 0 = normal; ``part`` is ``image`` (default: a whole picture) or ``hand``/``face``/``body``
+(the file is a crop of that one part, as ``learned.part_crop`` cuts it); ``group`` names images that
+belong together (same source or prompt) so cross-validation never splits them.
+
+Beside it, optionally: ``annotations.csv`` (``path,severity,...,torso,limbs,feet,hands,face,prompt``:
+per-part severities turn into part labels, the prompt into the group) and, in the folder or up to
+two levels above, ``provenance.tsv`` (``local_file<TAB>repo...``: the source repository is the group).
+"""
+
+from __future__ import annotations
+
+import csv
+import fnmatch
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BadImage
+
+PARTS = ("image", "hand", "face", "body")
+SEVERITY_COLUMNS = ("torso", "limbs", "feet", "hands", "face")
+
+
+@dataclass
+class Sample:
+    path: Path
+    label: int  # 1 malformed, 0 normal
+    part: str = "image"  # "image" or the part kind of a crop file
+    kind: str = ""  # free text from labels.csv (e.g. generated-malformed)
+    group: str = ""  # cross-validation group: source repository, prompt, or the file itself
+    severity: dict[str, float] | None = None  # annotations.csv row (torso, limbs, feet, hands, face, severity)
+
+    @property
+    def generated(self) -> bool:
+        return self.kind.startswith("generated")
+
+
+def fingerprint(path: Path) -> int:
+    """First 8 bytes of the file's SHA-256 as an integer (which images a heads file was trained on)."""
+    return int.from_bytes(hashlib.sha256(Path(path).read_bytes()).digest()[:8], "little")
+
+
+def _read_csv(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        return [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
+class FolderInfo:
+    """What a labelled folder says about its images beyond the label: group and severities."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.annotations: dict[str, dict] = {}
+        ann = self.folder / "annotations.csv"
+        if ann.is_file():
+            self.annotations = {row["path"]: row for row in _read_csv(ann) if row.get("path")}
+        self.groups: dict[Path, str] = {}  # labels.csv's own group column
+        labels = self.folder / "labels.csv"
+        if labels.is_file():
+            for row in _read_csv(labels):
+                if row.get("path") and row.get("group"):
+                    self.groups[(self.folder / row["path"]).resolve()] = row["group"]
+        self.provenance: list[tuple[str, str]] = []
+        self.root = self.folder
+        for parent in (self.folder, *list(self.folder.parents)[:2]):
+            tsv = parent / "provenance.tsv"
+            if tsv.is_file():
+                self.root = parent
+                lines = tsv.read_text(encoding="utf-8-sig").splitlines()[1:]
+                self.provenance = [(c[0], c[1].split()[0]) for c in (ln.split("\t") for ln in lines) if len(c) > 1]
+                break
+
+    def _relative(self, path: Path) -> str:
+        try:
+            return Path(path).resolve().relative_to(self.root.resolve()).as_posix()
+        except ValueError:
+            return Path(path).name
+
+    def severity(self, path: Path) -> dict[str, float] | None:
+        row = self.annotations.get(self._relative(path)) or self.annotations.get(Path(path).name)
+        if row is None:
+            return None
+        try:
+            return {k: float(row[k]) for k in (*SEVERITY_COLUMNS, "severity") if row.get(k, "") != ""}
+        except ValueError:
+            return None
+
+    def group(self, path: Path, explicit: str = "") -> str:
+        """``group`` column > annotations prompt > provenance repository > the file itself."""
+        explicit = explicit or self.groups.get(Path(path).resolve(), "")
+        if explicit:
+            return explicit
+        row = self.annotations.get(self._relative(path)) or self.annotations.get(Path(path).name)
+        if row and row.get("prompt"):
+            return "prompt:" + row["prompt"]
+        rel, name = self._relative(path), Path(path).name
+        for pattern, repo in self.provenance:
+            if fnmatch.fnmatchcase(rel, pattern):
+                return repo
+        for pattern, repo in self.provenance:  # same file listed under another folder name
+            if pattern.rsplit("/", 1)[-1] == name:
+                return repo
+        return "file:" + rel
+
+
+def load_folder(folder: Path) -> list[Sample]:
+    """The samples of one labelled folder (``labels.csv`` in it); one-line BadImage on bad rows."""
+    folder = Path(folder)
+    labels = folder / "labels.csv"
+    if not labels.is_file():
+        raise BadImage(f"{labels}: labels file not found (columns path,label[,kind][,part][,group])")
+    info = FolderInfo(folder)
+    samples = []
+    for n, row in enumerate(_read_csv(labels), start=2):
+        part = (row.get("part") or "image").lower()
+        if row.get("label") not in ("0", "1") or not row.get("path") or part not in PARTS:
+            raise BadImage(f"{labels}:{n}: need path,label[,kind][,part][,group] with label 0 or 1 and part in {PARTS}")
+        path = folder / row["path"]
+        if not path.is_file():
+            raise BadImage(f"{labels}:{n}: {path} not found")
+        samples.append(
+            Sample(
+                path, int(row["label"]), part, row.get("kind", ""), info.group(path, row.get("group", "")),
+                info.severity(path),
+            )
+        )  # fmt: skip
+    if not samples:
+        raise BadImage(f"{labels}: no rows")
+    return samples
+
+
+# Part labels of a labelled whole image: a normal image's parts are all normal; a malformed image's
+# part is malformed where its severity (annotations.csv) reaches SEVERE_PART, normal where it is 0;
+# with a ``<name>_mask`` region, hands and faces touching it are malformed, parts away from it normal.
+PART_SEVERITY = {"hand": ("hands",), "face": ("face",), "body": ("torso", "limbs", "feet")}
+SEVERE_PART = 0.5
+
+
+def part_label(sample: Sample, kind: str, box, mask: np.ndarray | None) -> int:
+    """1 malformed, 0 normal, -1 unknown (not used for training)."""
+    if sample.label == 0:
+        return 0
+    if sample.severity is not None and all(c in sample.severity for c in PART_SEVERITY[kind]):
+        value = sum(sample.severity[c] for c in PART_SEVERITY[kind])
+        return 1 if value >= SEVERE_PART else 0 if value == 0 else -1
+    if mask is not None:
+        from ..bench import inside_fraction
+
+        touches = inside_fraction(mask, box) > 0
+        if not touches:
+            return 0
+        return 1 if kind in ("hand", "face") else -1  # a person's box holds the broken hand and much else
+    return -1

@@ -1,0 +1,290 @@
+"""Fitting the heads (scikit-learn, at training time only) and grouped cross-validation.
+
+``python -m lib_humanrefine train --data DIR... --out FILE``: every labelled image is detected and
+diagnosed with the landmark signals, its whole picture and parts are embedded exactly as the
+diagnosis embeds them, and
+
+1. the image head (logistic regression, C = 1, balanced classes) is fitted on whole-image embeddings;
+2. the hand, face and body heads on part embeddings with part labels (``data.part_label``, plus the
+   ``part`` rows of user crops);
+3. grouped out-of-fold scores (no group in both sides) calibrate the image score (Platt), pick the
+   weight the landmark signals keep next to the learned one, and set the sensitivity presets'
+   thresholds from the normal images' false-alarm rates.
+
+Nothing is random (lbfgs, GroupKFold), so the same folders give the same heads.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+from .. import models
+from ..errors import HumanRefineError
+from .data import PARTS, Sample, fingerprint, part_label
+from .heads import CONTEXT, PART_KINDS, PRESET_FALSE_ALARMS, Heads, Linear, part_shares, sigmoid
+
+C = 1.0  # scikit-learn's default regularisation; not tuned on the development images
+SEED = 0
+LANDMARK_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+INNER_FOLDS = 5
+
+
+def _sklearn():
+    try:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import GroupKFold
+    except ImportError:
+        raise HumanRefineError("training needs scikit-learn: pip install scikit-learn==1.6.1") from None
+    return LogisticRegression, GroupKFold
+
+
+@dataclass
+class Features:
+    """One labelled sample as the heads see it."""
+
+    sample: Sample
+    image_embedding: np.ndarray | None  # None for a part crop
+    kinds: list[str] = field(default_factory=list)
+    part_embeddings: list = field(default_factory=list)  # (512,) or None (not embedded)
+    landmark_signals: list[list[float]] = field(default_factory=list)  # per part, before weighting
+    part_labels: list[int] = field(default_factory=list)  # 1, 0, -1 unknown
+    boxes: list = field(default_factory=list)
+    fingerprint: int = 0
+
+
+def features_from_diagnosis(sample: Sample, diagnosis, mask: np.ndarray | None = None) -> Features | None:
+    """Features of an image diagnosed with the learned check (``diagnosis.learned``); None if it did not run."""
+    result = diagnosis.learned
+    if result is None:
+        return None
+    parts = diagnosis.parts
+    return Features(
+        sample=sample,
+        image_embedding=result.image_embedding,
+        kinds=[p.kind for p in parts],
+        part_embeddings=list(result.part_embeddings),
+        landmark_signals=[list(s) for s in result.landmark_signals],
+        part_labels=[part_label(sample, p.kind, p.box, mask) for p in parts],
+        boxes=[tuple(p.box) for p in parts],
+    )
+
+
+def extract(samples: list[Sample], progress: TextIO | None = None) -> list[Features]:
+    """Detect, diagnose (landmarks) and embed every sample, as the diagnosis would."""
+    from .. import learned
+    from ..bench import region_mask
+    from ..diagnose import diagnose_image
+    from ..images import load_image
+    from .encoder import Encoder, whole_image
+
+    try:
+        encoder = Encoder(str(models.model_path(models.ENCODER)))
+    except ImportError:
+        raise HumanRefineError("training needs onnxruntime: pip install onnxruntime==1.23.2") from None
+    out = []
+    start = time.perf_counter()
+    for n, sample in enumerate(samples, 1):
+        image = load_image(sample.path)
+        if sample.part != "image":
+            embedding = encoder.embed([whole_image(image)]).embeds[0]
+            out.append(Features(sample, None, [sample.part], [embedding], [[]], [sample.label], [None]))
+        else:
+            _detections, diagnosis = diagnose_image(image, learned=False)
+            parts = diagnosis.parts
+            image_embedding, part_embeddings = learned.embed_image_and_parts(encoder, image, parts)
+            mask = region_mask(sample.path)
+            out.append(
+                Features(
+                    sample, image_embedding, [p.kind for p in parts], part_embeddings,
+                    [[s.score for s in p.signals] for p in parts],
+                    [part_label(sample, p.kind, p.box, mask) for p in parts], [tuple(p.box) for p in parts],
+                )
+            )  # fmt: skip
+        out[-1].fingerprint = fingerprint(sample.path)
+        if progress:
+            print(f"  [{n}/{len(samples)}] {sample.path.name} ({time.perf_counter() - start:.0f} s)", file=progress)
+    return out
+
+
+# --- fitting ----------------------------------------------------------------------------------
+
+
+def _fit_linear(x: np.ndarray, y: np.ndarray) -> Linear | None:
+    if len(set(y.tolist())) < 2 or min((y == 0).sum(), (y == 1).sum()) < 2:
+        return None
+    LogisticRegression, _ = _sklearn()
+    model = LogisticRegression(C=C, class_weight="balanced", max_iter=5000, random_state=SEED).fit(x, y)
+    return Linear(model.coef_[0].astype(np.float64), float(model.intercept_[0]))
+
+
+def _image_rows(features: list[Features]) -> list[Features]:
+    return [f for f in features if f.image_embedding is not None]
+
+
+def fit_core(features: list[Features], encoder_sha256: str) -> Heads:
+    """Image and part heads without calibration (identity Platt, landmark weight 1, no presets)."""
+    rows = _image_rows(features)
+    if not rows:
+        raise HumanRefineError("no labelled whole images to train the image head on")
+    x = np.array([f.image_embedding for f in rows])
+    y = np.array([f.sample.label for f in rows])
+    image = _fit_linear(x, y)
+    if image is None:
+        raise HumanRefineError("the image head needs at least 2 malformed and 2 normal images")
+    parts = {}
+    for kind in PART_KINDS:
+        pairs = [
+            (e, lab)
+            for f in features
+            for k, e, lab in zip(f.kinds, f.part_embeddings, f.part_labels)
+            if k == kind and e is not None and lab in (0, 1)
+        ]
+        if pairs:
+            head = _fit_linear(np.array([e for e, _ in pairs]), np.array([lab for _, lab in pairs]))
+            if head is not None:
+                parts[kind] = head
+    return Heads(encoder_sha256=encoder_sha256, image=image, parts=parts, context=dict(CONTEXT))
+
+
+@dataclass
+class OutOfFold:
+    """Scores of held-out images, each from heads fitted without its group."""
+
+    features: list[Features]  # whole images with a 0/1 label, in order
+    image_logits: np.ndarray  # raw image-head logit
+    part_logits: list[np.ndarray]  # per image, per embedded part (same order as its embedded parts)
+
+
+def out_of_fold(features: list[Features], encoder_sha256: str, folds: int | None = INNER_FOLDS) -> OutOfFold:
+    """Grouped out-of-fold raw scores: GroupKFold(``folds``) or, with ``folds=None``, one fold per group."""
+    _, GroupKFold = _sklearn()
+    rows = _image_rows(features)
+    groups = np.array([f.sample.group for f in rows])
+    n_groups = len(set(groups))
+    if n_groups < 2:
+        raise HumanRefineError("cross-validation needs at least two groups of images")
+    splitter = GroupKFold(n_splits=n_groups if folds is None else min(folds, n_groups))
+    part_rows = [f for f in features if f.image_embedding is None]  # user crops always train
+    image_logits = np.full(len(rows), np.nan)
+    part_logits: list[np.ndarray] = [np.zeros(0)] * len(rows)
+    for train_idx, test_idx in splitter.split(np.zeros(len(rows)), groups=groups):
+        try:
+            heads = fit_core([rows[i] for i in train_idx] + part_rows, encoder_sha256)
+        except HumanRefineError:
+            continue  # a fold without both labels: its images stay unscored
+        for i in test_idx:
+            f = rows[i]
+            image_logits[i] = float(heads.image.logit(f.image_embedding))
+            embedded = [k for k, e in enumerate(f.part_embeddings) if e is not None]
+            kinds = [f.kinds[k] for k in embedded]
+            part_logits[i] = heads.part_logits(kinds, np.array([f.part_embeddings[k] for k in embedded]))
+    return OutOfFold(rows, image_logits, part_logits)
+
+
+def fused_scores(oof: OutOfFold, platt: tuple[float, float], weight: float) -> np.ndarray:
+    """The diagnosis' image score for each out-of-fold image (same arithmetic as learned.score_features)."""
+    a, b = platt
+    out = np.full(len(oof.features), np.nan)
+    for i, f in enumerate(oof.features):
+        if np.isnan(oof.image_logits[i]):
+            continue
+        p_image = sigmoid(a * oof.image_logits[i] + b)
+        shares = iter(part_shares(oof.part_logits[i]))
+        fused = []
+        for emb, signals in zip(f.part_embeddings, f.landmark_signals):
+            keep = np.prod([1.0 - min(max(weight * s, 0.0), 1.0) for s in signals])
+            if emb is not None:
+                keep *= 1.0 - p_image * float(next(shares))
+            fused.append(1.0 - keep)
+        out[i] = max(fused) if fused else p_image
+    return out
+
+
+def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    from ..bench import auroc as _auroc
+
+    return _auroc(np.asarray(scores), np.asarray(labels))
+
+
+def threshold_for(negatives: np.ndarray, max_false_alarms: float) -> float:
+    """The lowest threshold (3 decimals) that flags at most that share of these normal images' scores."""
+    neg = np.sort(negatives)[::-1]
+    allowed = int(np.floor(max_false_alarms * len(neg) + 1e-9))
+    if allowed >= len(neg):
+        return 0.0
+    return float(min(1.0, np.floor(neg[allowed] * 1000 + 1) / 1000))
+
+
+def calibrate(heads: Heads, oof: OutOfFold) -> Heads:
+    """Platt scaling, landmark weight and preset thresholds from grouped out-of-fold scores."""
+    LogisticRegression, _ = _sklearn()
+    ok = ~np.isnan(oof.image_logits)
+    y = np.array([f.sample.label for f in oof.features])
+    if ok.sum() >= 4 and len(set(y[ok].tolist())) == 2:
+        platt_model = LogisticRegression(C=1e4, max_iter=5000).fit(oof.image_logits[ok][:, None], y[ok])
+        heads.platt = (float(platt_model.coef_[0, 0]), float(platt_model.intercept_[0]))
+    best = None
+    for weight in LANDMARK_WEIGHTS:  # ties keep the smaller weight
+        a = auroc(fused_scores(oof, heads.platt, weight)[ok], y[ok])
+        if best is None or a > best[0] + 1e-9:
+            best = (a, weight)
+    heads.landmark_weight = best[1] if best else 1.0
+    fused = fused_scores(oof, heads.platt, heads.landmark_weight)
+    negatives = fused[ok & (y == 0)]
+    positives = fused[ok & (y == 1)]
+    heads.thresholds = {}
+    presets = {}
+    if len(negatives):
+        for preset, rate in PRESET_FALSE_ALARMS.items():
+            t = threshold_for(negatives, rate)
+            heads.thresholds[preset] = t
+            presets[preset] = {
+                "threshold": t, "false_alarms": round(float((negatives >= t).mean()), 4),
+                "recall": round(float((positives >= t).mean()), 4) if len(positives) else None,
+            }  # fmt: skip
+    heads.info["out_of_fold"] = {"auroc": round(best[0], 4) if best else None, "presets": presets}
+    return heads
+
+
+def fit_heads(features: list[Features], encoder_sha256: str) -> Heads:
+    """Fitted and calibrated heads for these samples."""
+    heads = fit_core(features, encoder_sha256)
+    try:
+        heads = calibrate(heads, out_of_fold(features, encoder_sha256))
+    except HumanRefineError:  # one group only: no honest calibration possible
+        heads.info["out_of_fold"] = None
+    rows = _image_rows(features)
+    heads.info.update(
+        images=len(rows),
+        malformed=sum(f.sample.label == 1 for f in rows),
+        groups=len({f.sample.group for f in rows}),
+        part_rows={k: sum(f.sample.part == k for f in features) for k in PARTS[1:]},
+        part_labels={
+            k: {
+                "malformed": sum(lab == 1 for f in features for kk, lab in zip(f.kinds, f.part_labels) if kk == k),
+                "normal": sum(lab == 0 for f in features for kk, lab in zip(f.kinds, f.part_labels) if kk == k),
+            }
+            for k in PART_KINDS
+        },
+        C=C,
+    )
+    heads.trained_images = np.array(sorted({f.fingerprint for f in features}), np.uint64)
+    return heads
+
+
+def train(folders: list[Path], out: Path, progress: TextIO | None = sys.stderr) -> Heads:
+    from . import data
+    from . import heads as heads_mod
+
+    samples = [s for folder in folders for s in data.load_folder(folder)]
+    features = extract(samples, progress)
+    heads = fit_heads(features, models.MODELS[models.ENCODER].sha256)
+    heads.info["folders"] = [Path(f).name for f in folders]
+    heads_mod.write(heads, out)
+    return heads

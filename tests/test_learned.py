@@ -1,0 +1,278 @@
+"""The learned check: encoder, heads, training, fallback, sensitivity presets, stability."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lib_humanrefine import cli, learned, models
+from lib_humanrefine.diagnose import diagnose_image
+from lib_humanrefine.diagnose.report import image_dict, summary
+from lib_humanrefine.errors import BadImage, HumanRefineError
+from lib_humanrefine.learned import data, heads
+from lib_humanrefine.learned.benchfig import recompressed
+from lib_humanrefine.learned.encoder import Encoder, square_crop, whole_image
+
+
+@pytest.fixture
+def fresh_learned():
+    """Forget the loaded heads/encoder around a test that changes the models folder or heads file."""
+    learned.forget()
+    yield
+    learned.set_heads_path(None)
+    models.set_models_dir(None)
+    learned.forget()
+
+
+@pytest.fixture(scope="session")
+def encoder(models_ready):
+    return Encoder(str(models_ready / models.ENCODER))
+
+
+def test_a_crops_embedding_does_not_depend_on_the_other_crops(encoder, astronaut):
+    crops = [whole_image(astronaut), square_crop(astronaut, (150, 20, 330, 220), 1.5)]
+    alone = encoder.embed(crops[:1]).embeds[0]
+    together = encoder.embed(crops).embeds[0]
+    assert np.array_equal(alone, together)
+    assert abs(float(np.linalg.norm(alone)) - 1.0) < 1e-5
+
+
+def test_crops_keep_the_whole_picture_and_pad_outside_it():
+    image = np.full((100, 300, 3), 200, np.uint8)
+    whole = whole_image(image)
+    assert whole.shape == (224, 224, 3)
+    assert (whole[112, :, 0] == 200).all()  # the full width is kept
+    assert tuple(whole[5, 112]) == heads_pad()  # letterbox bands above and below
+    corner = square_crop(image, (-50, -50, 10, 10), 1.0)
+    assert tuple(corner[0, 0]) == heads_pad() and tuple(corner[-1, -1]) == (200, 200, 200)
+
+
+def heads_pad():
+    from lib_humanrefine.learned.encoder import PAD
+
+    return PAD
+
+
+def test_bundled_heads_are_small_versioned_and_tied_to_the_pinned_encoder():
+    assert heads.BUNDLED.stat().st_size < 100_000
+    loaded = heads.load(heads.BUNDLED, encoder_sha256=models.MODELS[models.ENCODER].sha256)
+    assert set(loaded.parts) == {"hand", "face", "body"} and loaded.image.w.shape == (512,)
+    t = loaded.thresholds
+    assert 0 < t["strict"] < t["balanced"] < t["relaxed"] <= 1
+    assert loaded.info["images"] >= 100 and len(loaded.trained_images) >= loaded.info["images"]
+
+
+def test_heads_for_another_encoder_are_refused_in_one_line(tmp_path):
+    loaded = heads.load(heads.BUNDLED)
+    loaded.encoder_sha256 = "0" * 64
+    heads.write(loaded, tmp_path / "other.npz")
+    with pytest.raises(heads.BadHeads) as err:
+        heads.load(tmp_path / "other.npz", encoder_sha256=models.MODELS[models.ENCODER].sha256)
+    assert "another encoder" in str(err.value) and "\n" not in str(err.value)
+    (tmp_path / "broken.npz").write_bytes(b"not a zip")
+    with pytest.raises(heads.BadHeads, match="cannot be read"):
+        heads.load(tmp_path / "broken.npz")
+
+
+def test_missing_encoder_falls_back_to_the_landmarks_and_says_so(models_ready, tmp_path, astronaut, fresh_learned):
+    for name in models.required():
+        shutil.copy(models_ready / name, tmp_path / name)
+    models.set_models_dir(tmp_path)
+    _det, diagnosis = diagnose_image(astronaut, tta=False)
+    assert diagnosis.image_score is None and diagnosis.learned is None
+    assert (
+        len(diagnosis.notes) == 1 and "learned check off" in diagnosis.notes[0] and "models fetch" in diagnosis.notes[0]
+    )
+    assert not any(s.name == "learned" for p in diagnosis.parts for s in p.signals)
+    assert "learned check off" in summary(diagnosis) and image_dict(diagnosis)["notes"] == diagnosis.notes
+    # a corrupt encoder is reported the same way
+    (tmp_path / models.ENCODER).write_bytes(b"\0" * 1000)
+    learned.forget()
+    _det, again = diagnose_image(astronaut, tta=False)
+    assert "learned check off" in again.notes[0]
+
+
+def test_heads_of_another_encoder_leave_the_landmark_diagnosis(models_ready, tmp_path, astronaut, fresh_learned):
+    other = heads.load(heads.BUNDLED)
+    other.encoder_sha256 = "f" * 64
+    heads.write(other, tmp_path / "other.npz")
+    learned.set_heads_path(tmp_path / "other.npz")
+    _det, diagnosis = diagnose_image(astronaut, tta=False)
+    assert diagnosis.image_score is None and "another encoder" in diagnosis.notes[0]
+
+
+def test_learned_signals_read_well_and_match_the_stored_feature_arithmetic(models_ready, astronaut, fresh_learned):
+    _det, diagnosis = diagnose_image(astronaut, tta=False)
+    result = diagnosis.learned
+    assert result is not None and not diagnosis.notes and 0 < diagnosis.image_score < 1
+    told = [s for p in diagnosis.parts for s in p.signals if s.name == "learned"]
+    assert told and all(
+        s.reason.startswith(("learned hand check", "learned face check", "learned person check")) for s in told
+    )
+    top = max(diagnosis.parts, key=lambda p: p.score)
+    assert any(s.name == "learned" and abs(s.score - diagnosis.image_score) < 1e-9 for s in top.signals) or (
+        top.score >= diagnosis.image_score
+    )
+    _encoder, loaded, _note = learned.status()
+    _p, _learned, _logits, fused = learned.score_features(
+        loaded, result.image_embedding, [p.kind for p in diagnosis.parts], result.part_embeddings,
+        result.landmark_signals,
+    )  # fmt: skip
+    assert max(fused) == pytest.approx(diagnosis.score, abs=1e-9)
+
+
+def test_no_learned_is_the_landmark_diagnosis(models_ready, astronaut):
+    _det, plain = diagnose_image(astronaut, tta=False, learned=False)
+    assert plain.image_score is None and not plain.notes and "learned" not in plain.timings_ms
+
+
+def test_sensitivity_presets(models_ready, fresh_learned):
+    learned_t = [learned.sensitivity_threshold(p) for p in ("strict", "balanced", "relaxed")]
+    landmark_t = [learned.sensitivity_threshold(p, learned=False) for p in ("strict", "balanced", "relaxed")]
+    assert learned_t == sorted(learned_t) and landmark_t == sorted(landmark_t) and learned_t != landmark_t
+    with pytest.raises(HumanRefineError, match="strict, balanced, relaxed"):
+        learned.sensitivity_threshold("paranoid")
+    assert cli.main(["diagnose", "--samples", "--threshold", "0.5", "--sensitivity", "strict"]) == 2
+
+
+def test_same_picture_as_png_jpeg_webp_keeps_its_verdict(models_ready, shared_data, fresh_learned):
+    from lib_humanrefine.images import load_image
+
+    for name in ("annotated/hastings_dalle3_hug_01.png", "real/hamer_test1.jpg"):
+        image = load_image(shared_data / name)
+        scores = [
+            diagnose_image(recompressed(image, fmt, opts))[1].score
+            for fmt, opts in (("png", {}), ("jpeg", {"quality": 90}), ("webp", {"quality": 80}))
+        ]
+        assert max(scores) - min(scores) <= 0.1, (name, scores)
+
+
+# --- training ----------------------------------------------------------------------------------
+
+
+def test_label_folders_read_part_rows_groups_and_severities(tmp_path):
+    Image.new("RGB", (32, 32)).save(tmp_path / "a.png")
+    Image.new("RGB", (32, 32)).save(tmp_path / "h.png")
+    (tmp_path / "labels.csv").write_text(
+        "\ufeffpath,label,kind,part,group\na.png,1,generated-malformed,,g1\nh.png,0,user,hand,\n", encoding="utf-8"
+    )
+    (tmp_path / "annotations.csv").write_text(
+        "path,severity,torso,limbs,feet,hands,face,prompt\na.png,3.0,0,0.2,0,2.5,0,a cat\n"
+    )
+    a, h = data.load_folder(tmp_path)
+    assert (a.part, a.group, a.generated) == ("image", "g1", True)
+    assert a.severity["hands"] == 2.5 and data.part_label(a, "hand", (0, 0, 1, 1), None) == 1
+    assert data.part_label(a, "face", (0, 0, 1, 1), None) == 0  # face severity 0
+    assert data.part_label(a, "body", (0, 0, 1, 1), None) == -1  # 0.2: neither clear
+    assert (h.part, h.label, h.group) == ("hand", 0, "file:h.png")
+    (tmp_path / "labels.csv").write_text("path,label,part\na.png,1,elbow\n")
+    with pytest.raises(BadImage, match="part in"):
+        data.load_folder(tmp_path)
+
+
+def test_groups_follow_source_repository_and_prompt(shared_data):
+    main = data.FolderInfo(shared_data)
+    assert main.group(shared_data / "ai" / "foundhand_3.jpg") == "arthurchen0518/FoundHand"
+    assert main.group(shared_data / "real" / "opencvdoc_handSrc.jpg") == "debian:opencv-doc"
+    annotated = data.FolderInfo(shared_data / "annotated")
+    assert annotated.group(shared_data / "annotated" / "hastings_sdxl_pizza_02.jpg") == "prompt:people eating pizza"
+
+
+def _tiny_set(shared_data, folder):
+    """Four malformed and four normal images from several sources, plus two user hand crops."""
+    rows = [
+        ("ai/foundhand_3.jpg", 1), ("ai/handrefiner_2.jpg", 1), ("gen/hastings_sc_hug_08.png", 1),
+        ("ai/foundhand_7.jpg", 1), ("real/hamer_test1.jpg", 0), ("real/messi5.jpg", 0),
+        ("gen/impact_simple_refined.png", 0), ("real/controlnet_human.png", 0),
+    ]  # fmt: skip
+    lines = ["path,label,kind,part,group"]
+    for path, label in rows:
+        lines.append(f"{shared_data / path},{label},{'generated' if label else 'photo'},image,{path.split('/')[0]}")
+    from lib_humanrefine.images import load_image
+
+    for i, (path, label) in enumerate((("ai/foundhand_3.jpg", 1), ("real/hamer_test1.jpg", 0))):
+        image = load_image(shared_data / path)
+        _det, diagnosis = diagnose_image(image, tta=False, learned=False)
+        hand = next(p for p in diagnosis.parts if p.kind == "hand")
+        Image.fromarray(learned.part_crop(image, hand)).save(folder / f"hand{i}.png")
+        lines.append(f"hand{i}.png,{label},user,hand,")
+    (folder / "labels.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_training_is_reproducible_and_separates_its_tiny_set(models_ready, shared_data, tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    _tiny_set(shared_data, folder)
+    assert cli.main(["train", "--data", str(folder), "--out", str(tmp_path / "one.npz")]) == 0
+    assert cli.main(["train", "--data", str(folder), "--out", str(tmp_path / "two.npz")]) == 0
+    assert "heads written" in capsys.readouterr().out
+    sha = models.MODELS[models.ENCODER].sha256
+    one, two = heads.load(tmp_path / "one.npz", sha), heads.load(tmp_path / "two.npz", sha)
+    assert np.array_equal(one.image.w, two.image.w) and one.image.b == two.image.b
+    assert one.thresholds == two.thresholds and one.platt == two.platt
+    assert np.array_equal(one.parts["hand"].w, two.parts["hand"].w)  # the two user crops train the hand head
+    assert one.info["images"] == 8 and one.info["part_rows"]["hand"] == 2
+    # the image head separates the images it was trained on
+    samples = [s for s in data.load_folder(folder) if s.part == "image"]
+    from lib_humanrefine.images import load_image
+
+    encoder = Encoder(str(models_ready / models.ENCODER))
+    scores = [one.image_probability(encoder.embed([whole_image(load_image(s.path))]).embeds[0]) for s in samples]
+    positives = [p for p, s in zip(scores, samples) if s.label == 1]
+    negatives = [p for p, s in zip(scores, samples) if s.label == 0]
+    assert min(positives) > max(negatives)
+
+
+def test_bench_cross_validates_by_group_and_skips_part_rows(models_ready, shared_data, tmp_path):
+    pytest.importorskip("sklearn")
+    from lib_humanrefine.bench import load_labels, run_bench
+
+    _tiny_set(shared_data, tmp_path)
+    items = load_labels(tmp_path / "labels.csv", tmp_path)
+    assert len(items) == 8  # the two hand crops are training rows, not pictures
+    figures = run_bench(items, threshold=0.7, tta=False, stability=False)
+    cv = figures["learned_cv"]
+    # groups ai (3 malformed), gen (1 + 1), real (3 normal): only holding out gen leaves both labels to train on
+    assert cv["scored"] == 2 and cv["all"]["n_pos"] == 1 and cv["all"]["n_neg"] == 1
+    assert figures["learned"]["note"] is None and figures["learned"]["rss_mb_encoder"] is not None
+    assert set(figures["learned"]["presets_on_these_images"]) == {"strict", "balanced", "relaxed"}
+
+
+def test_train_rejects_a_folder_without_labels(tmp_path):
+    assert cli.main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "h.npz")]) == 2
+
+
+def test_report_json_carries_image_score_and_notes(models_ready, astronaut, tmp_path, fresh_learned):
+    Image.fromarray(astronaut).save(tmp_path / "a.png")
+    assert cli.main(["diagnose", str(tmp_path / "a.png"), "--out", str(tmp_path / "out"), "--no-overlay"]) == 0
+    entry = json.loads((tmp_path / "out" / "report.json").read_text())["images"][0]
+    assert 0 < entry["image_score"] < 1 and entry["notes"] == []
+    assert entry["threshold"] == learned.sensitivity_threshold("balanced")
+
+
+def test_the_preset_follows_the_scores_the_diagnosis_has(monkeypatch, astronaut):
+    """The WebUI, the routes and the tab diagnose through service.diagnose_for: the learned setting
+    reaches the diagnosis, and a preset's threshold is the learned one only when the learned check ran."""
+    import lib_humanrefine.diagnose as diagnose_mod
+    from lib_humanrefine.options import ScriptArgs, Settings
+    from lib_humanrefine.service import diagnose_for
+
+    seen = {}
+
+    def fake_diagnose(array, threshold, tta, learned):
+        seen["learned"] = learned
+        diagnosis = diagnose_mod.Diagnosis(array.shape[1], array.shape[0], [], threshold)
+        diagnosis.learned = object() if learned else None
+        return None, diagnosis
+
+    monkeypatch.setattr(diagnose_mod, "diagnose_image", fake_diagnose)
+    relaxed = ScriptArgs(enabled=True, sensitivity="relaxed")
+    _d, diagnosis, args = diagnose_for(astronaut, relaxed, Settings())
+    assert seen["learned"] and args.threshold == diagnosis.threshold == learned.sensitivity_threshold("relaxed")
+    _d, diagnosis, args = diagnose_for(astronaut, relaxed, Settings(learned=False))
+    assert not seen["learned"] and args.threshold == learned.sensitivity_threshold("relaxed", learned=False)
+    _d, diagnosis, args = diagnose_for(astronaut, ScriptArgs(sensitivity="threshold", threshold=0.35), Settings())
+    assert args.threshold == diagnosis.threshold == 0.35
