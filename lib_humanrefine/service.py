@@ -12,6 +12,7 @@ import binascii
 import io
 import random
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 import numpy as np
 
@@ -22,6 +23,7 @@ from .images import decode, to_rgb_array
 from .options import (
     REQUEST_SCHEMA,
     SCRIPT_OPTIONS,
+    SENSITIVITIES,
     SETTINGS,
     BadOptions,
     ScriptArgs,
@@ -32,7 +34,7 @@ from .options import (
 
 API_VERSION = 1
 MAX_BASE64_CHARS = 80_000_000  # about 60 MB of image file
-DIAGNOSE_KEYS = {"image", "threshold", "overlay"}
+DIAGNOSE_KEYS = {"image", "threshold", "sensitivity", "learned", "overlay"}
 REFINE_KEYS = {"image", "prompt", "negative_prompt", "seed", "steps", "cfg_scale", "sampler_name", "scheduler",
                "options", "parts", "return_candidates"}  # fmt: skip
 PART_KEYS = {"part", "denoise", "candidates", "control_weight", "reference_weight"}
@@ -118,16 +120,28 @@ def _flag(payload: Mapping, key: str) -> bool:
     return value
 
 
-def diagnose_request(payload) -> dict:
-    """``{"image": b64, "threshold"?: 0.05-0.95, "overlay"?: bool}`` → ``{"report", "overlay"?}``."""
-    from .diagnose import DEFAULT_THRESHOLD, diagnose_image
+def diagnose_request(payload, base_settings: Settings | None = None) -> dict:
+    """``{"image": b64, "sensitivity"?: "strict|balanced|relaxed", "threshold"?: 0.05-0.95 (instead of a
+    preset), "learned"?: bool, "overlay"?: bool}`` → ``{"report", "overlay"?}``."""
+    from .diagnose import DEFAULT_THRESHOLD
     from .diagnose.report import image_dict
 
     payload = _check_keys(payload, DIAGNOSE_KEYS, "request")
     threshold = _number(payload, "threshold", DEFAULT_THRESHOLD, 0.05, 0.95)
+    sensitivity = _text(payload, "sensitivity", None)
+    if sensitivity is not None and sensitivity not in SENSITIVITIES:
+        choices = ", ".join(SENSITIVITIES)
+        raise BadRequest(f"HumanRefine: 'sensitivity' must be one of {choices}, got {shown(sensitivity)}")
+    if sensitivity not in (None, "threshold") and payload.get("threshold") is not None:
+        raise BadRequest("HumanRefine: give 'threshold' or a 'sensitivity' preset, not both")
+    sensitivity = sensitivity or ("threshold" if payload.get("threshold") is not None else "balanced")
+    settings = base_settings or Settings()
+    if "learned" in payload:
+        settings = replace(settings, learned=_flag(payload, "learned"))
     overlay = _flag(payload, "overlay")
     image = decode_image(payload.get("image"))
-    detections, diagnosis = diagnose_image(image, threshold=threshold)
+    args = ScriptArgs(enabled=True, threshold=threshold, sensitivity=sensitivity)
+    detections, diagnosis, _args = diagnose_for(image, args, settings)
     out = {"version": API_VERSION, "report": image_dict(diagnosis)}
     if overlay:
         from .diagnose.overlay import draw_overlay
@@ -183,8 +197,6 @@ def diagnose_for(image: np.ndarray, args: ScriptArgs, settings: Settings):
     """Diagnose an image with the user's options and settings: (detections, diagnosis, args) where
     ``args.threshold`` is the threshold in force (the slider's, or the sensitivity preset's for the
     scores this diagnosis has: learned, or landmark-only when the learned check did not run)."""
-    from dataclasses import replace
-
     from .diagnose import diagnose_image
     from .learned import apply_sensitivity
 

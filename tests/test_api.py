@@ -188,3 +188,18 @@ def test_bodies_without_a_length_are_bounded_too(client, monkeypatch):
     response = client.post("/humanrefine/v1/diagnose", content=iter([b"{" + b" " * 600, b" " * 600 + b"}"]),
                            headers={"content-type": "application/json"})  # fmt: skip
     assert response.status_code == 413
+
+
+def test_diagnose_takes_a_sensitivity_preset_or_a_threshold(client, astronaut_b64):
+    from lib_humanrefine import learned
+
+    body = client.post("/humanrefine/v1/diagnose", json={"image": astronaut_b64, "sensitivity": "strict"}).json()
+    assert body["report"]["threshold"] == learned.sensitivity_threshold("strict")
+    body = client.post("/humanrefine/v1/diagnose", json={"image": astronaut_b64, "learned": False}).json()
+    assert body["report"]["threshold"] == learned.sensitivity_threshold("balanced", learned=False)
+    assert body["report"]["image_score"] is None  # the learned check did not run
+    body = client.post("/humanrefine/v1/diagnose", json={"image": astronaut_b64, "threshold": 0.3}).json()
+    assert body["report"]["threshold"] == 0.3
+    response = client.post("/humanrefine/v1/diagnose", json={"image": astronaut_b64, "threshold": 0.3,
+                                                             "sensitivity": "strict"})  # fmt: skip
+    assert response.status_code == 422 and "not both" in response.json()["detail"]

@@ -91,7 +91,7 @@ def install_routes(app, credentials: dict[str, str] | None, run_refine: Callable
             return error(500, f"HumanRefine: internal error ({exc.__class__.__name__}: {exc})")
 
     async def diagnose(request: Request):
-        return await guarded(request, service.diagnose_request)
+        return await guarded(request, lambda payload: service.diagnose_request(payload, current_settings()))
 
     async def refine(request: Request):
         return await guarded(request, run_refine)
