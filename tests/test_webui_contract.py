@@ -4,29 +4,21 @@ create_infotext(**locals)). The real WebUI check (../shared/lab) complements the
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import webui_stand_ins as stand_ins
-from conftest import REPO
 from PIL import Image
 
 
 @pytest.fixture(params=["a1111"])
 def webui(request, monkeypatch, models_ready, tmp_path):
     """Install the stand-ins and import scripts/humanrefine.py as the WebUI would."""
-    env = stand_ins.install(monkeypatch, tmp_path, getattr(request, "param", "a1111"))
-    env.shared.cmd_opts.humanrefine_models_dir = str(models_ready)
-    spec = importlib.util.spec_from_file_location("humanrefine_script", REPO / "scripts" / "humanrefine.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    for fn in env.callbacks.registered["on_ui_settings"] + env.callbacks.registered["on_before_ui"]:
-        fn()
-    env.module = module
-    env.script = module.HumanRefineScript()
+    env = stand_ins.load_script(
+        stand_ins.install(monkeypatch, tmp_path, getattr(request, "param", "a1111")), models_ready
+    )
     yield env
     from lib_humanrefine import models
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import importlib.util
 import json
 import os
 import sys
@@ -19,7 +18,6 @@ import cv2
 import numpy as np
 import pytest
 import webui_stand_ins as stand_ins
-from conftest import REPO
 from PIL import Image
 from test_webui_contract import infotext, run_job
 
@@ -36,14 +34,7 @@ def host(monkeypatch, tmp_path, models_ready):
     WebUI would; verification is off so the stand-in's shifted pixels count as a fix."""
 
     def make(flavour="a1111", models=("control_v11f1p_sd15_depth [cf3f2f5a]", "control_v11p_sd15_openpose [cab727d4]")):
-        env = stand_ins.install(monkeypatch, tmp_path, flavour, models)
-        env.shared.cmd_opts.humanrefine_models_dir = str(models_ready)
-        spec = importlib.util.spec_from_file_location("humanrefine_script", REPO / "scripts" / "humanrefine.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        for fn in env.callbacks.registered["on_ui_settings"] + env.callbacks.registered["on_before_ui"]:
-            fn()
-        env.script = module.HumanRefineScript()
+        env = stand_ins.load_script(stand_ins.install(monkeypatch, tmp_path, flavour, models), models_ready)
         env.shared.opts.humanrefine_verify = False
         env.tmp = tmp_path
         return env

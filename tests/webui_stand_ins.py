@@ -394,6 +394,23 @@ def install(monkeypatch, tmp_path, flavour="a1111", models=("control_v11f1p_sd15
     return SimpleNamespace(modules=mods, shared=shared, callbacks=callbacks, rec=rec, unet=UNET)
 
 
+def load_script(env, models_dir):
+    """Import scripts/humanrefine.py as the WebUI does (its callbacks registered, the settings and
+    before-UI ones run); ``env.module`` is the module, ``env.script`` a new HumanRefineScript."""
+    import importlib.util
+    from pathlib import Path
+
+    env.shared.cmd_opts.humanrefine_models_dir = str(models_dir)
+    path = Path(__file__).resolve().parents[1] / "scripts" / "humanrefine.py"
+    spec = importlib.util.spec_from_file_location("humanrefine_script", path)
+    env.module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(env.module)
+    for fn in env.callbacks.registered["on_ui_settings"] + env.callbacks.registered["on_before_ui"]:
+        fn()
+    env.script = env.module.HumanRefineScript()
+    return env
+
+
 GRADIO_SHARED_KWARGS = {"label", "value", "elem_id", "info", "choices", "minimum", "maximum", "step"}
 
 
