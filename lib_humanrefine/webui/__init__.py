@@ -353,3 +353,20 @@ def register_settings() -> None:
             infotext=option.infotext,
         )  # fmt: skip
         shared.opts.add_option(option.key, info)
+
+
+def run_in_webui_queue(work):
+    """One job at a time under the WebUI's queue lock, shown in its progress, interruptible."""
+    from modules import devices, shared  # type: ignore[import-not-found]
+    from modules.call_queue import queue_lock  # type: ignore[import-not-found]
+
+    from ..hosts.webui import keep_params_txt
+
+    with queue_lock:
+        shared.state.begin(job="humanrefine")
+        try:
+            with keep_params_txt():
+                return work()
+        finally:
+            devices.torch_gc()
+            shared.state.end()

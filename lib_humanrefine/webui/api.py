@@ -21,7 +21,7 @@ from collections.abc import Callable
 from .. import service
 from ..errors import ModelsMissing
 from ..options import BadOptions, parse_request_options
-from . import current_settings, log, set_progress, use_webui_models_dir, user_message
+from . import current_settings, log, run_in_webui_queue, set_progress, use_webui_models_dir, user_message
 
 PREFIX = "/humanrefine/v1"
 MAX_BODY_BYTES = service.MAX_BASE64_CHARS + 1_000_000
@@ -107,10 +107,9 @@ def install_routes(app, credentials: dict[str, str] | None, run_refine: Callable
 def webui_refine(payload: dict) -> dict:
     """The refine route inside the WebUI: one job at a time under the WebUI's queue lock, shown in
     its progress bar, interruptible, through nested passes of the loaded model."""
-    from modules import devices, shared  # type: ignore[import-not-found]
-    from modules.call_queue import queue_lock  # type: ignore[import-not-found]
+    from modules import shared  # type: ignore[import-not-found]
 
-    from ..hosts.webui import WebUIHost, is_sdxl_like, keep_params_txt, stop_reason
+    from ..hosts.webui import WebUIHost, is_sdxl_like, stop_reason
 
     use_webui_models_dir()
     settings = current_settings()
@@ -124,17 +123,13 @@ def webui_refine(payload: dict) -> dict:
     def make_host(sampler_name, scheduler):
         return WebUIHost.standalone(sampler_name or "Euler a", scheduler or "Automatic", choices)
 
-    with queue_lock:
-        shared.state.begin(job="humanrefine")
-        try:
-            model = "sdxl" if is_sdxl_like(shared.sd_model) else "sd15"
-            with keep_params_txt():
-                return service.refine_request(
-                    payload, make_host, settings, model, progress=set_progress, should_stop=stop_reason
-                )
-        finally:
-            devices.torch_gc()
-            shared.state.end()
+    def work():
+        model = "sdxl" if is_sdxl_like(shared.sd_model) else "sd15"
+        return service.refine_request(
+            payload, make_host, settings, model, progress=set_progress, should_stop=stop_reason
+        )
+
+    return run_in_webui_queue(work)
 
 
 def on_app_started(demo, app) -> None:

@@ -701,7 +701,7 @@ def webui_backend() -> Backend:
     from modules import shared  # type: ignore[import-not-found]
 
     from ..hosts.webui import WebUIHost, is_sdxl_like, stop_reason
-    from . import current_settings, set_progress, use_webui_models_dir
+    from . import current_settings, run_in_webui_queue, set_progress, use_webui_models_dir
 
     def make_host(sampler_name, scheduler):
         settings = current_settings()
@@ -722,7 +722,7 @@ def webui_backend() -> Backend:
     return Backend(
         make_host=make_host, settings=current_settings,
         model=lambda: "sdxl" if is_sdxl_like(shared.sd_model) else "sd15",
-        labels_dir=webui_labels_dir, save_image=webui_save, run_job=webui_run_job, should_stop=stop_reason,
+        labels_dir=webui_labels_dir, save_image=webui_save, run_job=run_in_webui_queue, should_stop=stop_reason,
         interrupt=lambda: shared.state.interrupt(), image_from_gallery=webui_image_from_gallery,
         loaded_model=loaded_model, mask_editor=mask, register_send=webui_register_send, progress=set_progress,
         prepare=use_webui_models_dir,
@@ -769,23 +769,6 @@ def webui_save(image, text: str, seed, prompt: str) -> str:
     path, _ = images.save_image(image, folder, "", seed, prompt, shared.opts.samples_format, info=text,
                                 suffix="-humanrefine")  # fmt: skip
     return path
-
-
-def webui_run_job(work):
-    """One job at a time under the WebUI's queue lock, shown in its progress, interruptible."""
-    from modules import devices, shared  # type: ignore[import-not-found]
-    from modules.call_queue import queue_lock  # type: ignore[import-not-found]
-
-    from ..hosts.webui import keep_params_txt
-
-    with queue_lock:
-        shared.state.begin(job="humanrefine")
-        try:
-            with keep_params_txt():
-                return work()
-        finally:
-            devices.torch_gc()
-            shared.state.end()
 
 
 def webui_image_from_gallery(value):
