@@ -343,3 +343,20 @@ def test_a_drawn_mask_alone_is_refined_and_stop_ends_a_run(page, app, tmp_path):
     first(page, "#humanrefine_stop").click()
     stopped = wait_text(page, "#humanrefine_progress", r"Stopped in")
     assert "stopped: interrupted" in stopped
+
+
+def test_the_sensitivity_preset_or_the_slider_sets_the_threshold_the_diagnosis_uses(page, app):
+    # Each diagnosis gets a threshold the one before did not have: gradio ignores a click while the
+    # previous run of that button is pending, so waiting for an unchanged text would race.
+    def diagnose_with(sensitivity, expected):
+        first(page, "#humanrefine_sensitivity").locator("label", has_text=sensitivity).click()
+        first(page, "#humanrefine_diagnose").click()
+        wait_text(page, "#humanrefine_verdict", rf"\(threshold {expected}\)")
+
+    upload_and_diagnose(page, app)  # balanced; the stand-in host's tab runs landmark signals only
+    assert "(threshold 0.90)" in text(page, "#humanrefine_verdict")
+    diagnose_with("strict", "0.70")
+    first(page, "#humanrefine_threshold input[type=number]").fill("0.3")
+    first(page, "#humanrefine_threshold input[type=number]").press("Enter")
+    diagnose_with("relaxed", "1.00")  # a preset ignores the slider
+    diagnose_with("threshold", "0.30")

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import infotext
-from ..options import ScriptArgs, Settings
+from ..options import SENSITIVITIES, ScriptArgs, Settings
 from . import session as sessions
 
 TAB_ID = "humanrefine"
@@ -283,8 +283,11 @@ def build(backend: Backend):
                     mask_value, mask_target = mask_editor(gr, backend.mask_editor, major)
                     mask_strength = gr.Slider(0.05, 1.0, value=0.5, step=0.05, label="Strength of the drawn area",
                                               elem_id="humanrefine_mask_strength")  # fmt: skip
-                with gr.Row():
-                    threshold = gr.Slider(0.05, 0.95, value=defaults.threshold, step=0.05, label="Suspect threshold",
+                with gr.Row():  # the accordion's sensitivity: a preset, or "threshold" for the slider
+                    sensitivity = gr.Radio(list(SENSITIVITIES), value=defaults.sensitivity, label="Sensitivity",
+                                           elem_id="humanrefine_sensitivity")  # fmt: skip
+                    threshold = gr.Slider(0.05, 0.95, value=defaults.threshold, step=0.05,
+                                          label="Suspect threshold (sensitivity: threshold)",
                                           elem_id="humanrefine_threshold")  # fmt: skip
                     diagnose = gr.Button("Diagnose", variant="primary", elem_id="humanrefine_diagnose")
             with gr.Column(elem_id="humanrefine_diagnosis_column"):
@@ -380,14 +383,14 @@ def build(backend: Backend):
 
         # --- diagnose ----------------------------------------------------------------------------------
 
-        def do_diagnose(pil, text, threshold_value):
+        def do_diagnose(pil, text, sensitivity_value, threshold_value):
             from . import user_message
 
             if pil is None:
                 return [gr.update(), None, None, "Drop or paste an image first.", "", *empty_rows(), *cleared_results()]
             try:
                 backend.prepare()
-                args = ScriptArgs(enabled=True, threshold=float(threshold_value))
+                args = ScriptArgs(enabled=True, sensitivity=sensitivity_value, threshold=float(threshold_value))
                 session = sessions.diagnose(to_array(pil), text or "", args, backend.settings())
             except Exception as exc:  # one line; the image stays where it is
                 return [gr.update(), None, None, f"Diagnosis failed: {user_message(exc)}", "", *empty_rows(),
@@ -414,7 +417,7 @@ def build(backend: Backend):
             return [gr.update(), session, session.overlay, summary, "", *updates, *cleared_results()]
 
         diagnose_outputs = [note, state, overlay, verdict, teach_note, *row_outputs, *results]
-        diagnose_event = dict(fn=do_diagnose, inputs=[image, raw, threshold], outputs=diagnose_outputs,
+        diagnose_event = dict(fn=do_diagnose, inputs=[image, raw, sensitivity, threshold], outputs=diagnose_outputs,
                               show_progress="minimal")  # fmt: skip
         diagnose.click(**diagnose_event)
 
