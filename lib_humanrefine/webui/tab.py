@@ -151,7 +151,7 @@ def steps_html(session: sessions.Session | None) -> str:
             )) + "</tr>"
         )  # fmt: skip
     head = "".join(
-        f"<th>{h}</th>" for h in ("part", "decision", "passed", "score before", "score after", "skeleton error")
+        f"<th>{h}</th>" for h in ("part", "decision", "passed", "landmark score before", "after", "skeleton error")
     )
     return f'<table class="humanrefine-steps"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
@@ -289,7 +289,7 @@ def build(backend: Backend):
                     threshold = gr.Slider(0.05, 0.95, value=defaults.threshold, step=0.05,
                                           label="Suspect threshold (sensitivity: threshold)",
                                           elem_id="humanrefine_threshold")  # fmt: skip
-                    diagnose = gr.Button("Diagnose", variant="primary", elem_id="humanrefine_diagnose")
+                diagnose = gr.Button("Diagnose", variant="primary", elem_id="humanrefine_diagnose")
             with gr.Column(elem_id="humanrefine_diagnosis_column"):
                 overlay = gr.Image(label="Diagnosis", type="numpy", interactive=False, height=HEIGHT,
                                    elem_id="humanrefine_overlay")  # fmt: skip
