@@ -27,10 +27,12 @@ from pathlib import Path
 import numpy as np
 
 from .. import infotext
-from ..options import SENSITIVITIES, ScriptArgs, Settings
+from ..options import SCRIPT_OPTIONS, ScriptArgs, Settings
 from . import session as sessions
+from .ui import option_component
 
 TAB_ID = "humanrefine"
+SCRIPT_OPTION = {option.key: option for option in SCRIPT_OPTIONS}
 TITLE = "HumanRefine"
 MAX_PARTS = sessions.MAX_PARTS
 GALLERY_TABS = ("txt2img", "img2img")
@@ -259,7 +261,6 @@ def build(backend: Backend):
 
     run = _Run()
     major = gradio_major()
-    defaults = ScriptArgs()
 
     with gr.Blocks(analytics_enabled=False) as blocks:
         state = gr.State(None)
@@ -283,12 +284,9 @@ def build(backend: Backend):
                     mask_value, mask_target = mask_editor(gr, backend.mask_editor, major)
                     mask_strength = gr.Slider(0.05, 1.0, value=0.5, step=0.05, label="Strength of the drawn area",
                                               elem_id="humanrefine_mask_strength")  # fmt: skip
-                with gr.Row():  # the accordion's sensitivity: a preset, or "threshold" for the slider
-                    sensitivity = gr.Radio(list(SENSITIVITIES), value=defaults.sensitivity, label="Sensitivity",
-                                           elem_id="humanrefine_sensitivity")  # fmt: skip
-                    threshold = gr.Slider(0.05, 0.95, value=defaults.threshold, step=0.05,
-                                          label="Suspect threshold (sensitivity: threshold)",
-                                          elem_id="humanrefine_threshold")  # fmt: skip
+                # The accordion's two options, in its order: the sensitivity's help names "the slider above".
+                threshold = option_component(gr, SCRIPT_OPTION["threshold"], "humanrefine_threshold")
+                sensitivity = option_component(gr, SCRIPT_OPTION["sensitivity"], "humanrefine_sensitivity")
                 diagnose = gr.Button("Diagnose", variant="primary", elem_id="humanrefine_diagnose")
             with gr.Column(elem_id="humanrefine_diagnosis_column"):
                 overlay = gr.Image(label="Diagnosis", type="numpy", interactive=False, height=HEIGHT,

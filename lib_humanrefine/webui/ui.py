@@ -9,8 +9,9 @@ from itertools import groupby
 from ..options import AUTOMATIC, INFOTEXT_KEY, SCRIPT_OPTIONS, Option, pasted_value
 
 
-def _component(gr, option: Option, tab: str):
-    common = {"label": option.label, "value": option.default, "elem_id": f"humanrefine_{tab}_{option.key}"}
+def option_component(gr, option: Option, elem_id: str):
+    """The gradio component of one option: label, default, help, choices and range from the schema."""
+    common = {"label": option.label, "value": option.default, "elem_id": elem_id}
     if option.help:
         common["info"] = option.help
     if option.kind == "bool":
@@ -40,14 +41,18 @@ def build(is_img2img: bool):
     import gradio as gr
 
     tab = "img2img" if is_img2img else "txt2img"
+
+    def component(option: Option):
+        return option_component(gr, option, f"humanrefine_{tab}_{option.key}")
+
     components = []
     with gr.Accordion("HumanRefine", open=False, elem_id=f"humanrefine_{tab}_accordion", elem_classes=["humanrefine"]):
         for row, options in groupby(SCRIPT_OPTIONS, key=lambda o: o.row):
             if row:
                 with gr.Row(elem_id=f"humanrefine_{tab}_{row}"):
-                    components += [_component(gr, option, tab) for option in options]
+                    components += [component(option) for option in options]
             else:
-                components += [_component(gr, option, tab) for option in options]
+                components += [component(option) for option in options]
     enabled = components[0]
     infotext_fields = [(enabled, lambda params: INFOTEXT_KEY in params)]
     for option, component in zip(SCRIPT_OPTIONS, components):
