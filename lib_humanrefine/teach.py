@@ -23,8 +23,8 @@ from .errors import CannotWrite
 
 COLUMNS = ("path", "label", "kind", "part")
 PARTS = ("image", "hand", "face", "body")
-# A part crop is the square around the part's box, this many times its longer side (the context
-# the learned part heads are trained with: a hand or face with its surroundings, a person whole).
+# A part crop is the square around the part's box, this many times its longer side: a hand or face
+# with its surroundings, a person whole, as one would look at it to judge it again.
 CONTEXT = {"hand": 2.0, "face": 2.0, "body": 1.1}
 CROPS = "crops"
 _lock = threading.Lock()  # two clicks must not both append to the CSV at once

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lib_humanrefine import cli, learned, models
+from lib_humanrefine import cli, learned, models, teach
 from lib_humanrefine.diagnose import diagnose_image
 from lib_humanrefine.diagnose.report import image_dict, summary
 from lib_humanrefine.errors import BadImage, HumanRefineError
 from lib_humanrefine.learned import data, heads
 from lib_humanrefine.learned.benchfig import recompressed
-from lib_humanrefine.learned.encoder import Encoder, square_crop, whole_image
+from lib_humanrefine.learned.encoder import Encoder, region_crop, whole_image
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def encoder(models_ready):
 
 
 def test_a_crops_embedding_does_not_depend_on_the_other_crops(encoder, astronaut):
-    crops = [whole_image(astronaut), square_crop(astronaut, (150, 20, 330, 220), 1.5)]
+    crops = [whole_image(astronaut), region_crop(astronaut, (150, 20, 330, 200))]
     alone = encoder.embed(crops[:1]).embeds[0]
     together = encoder.embed(crops).embeds[0]
     assert np.array_equal(alone, together)
@@ -45,7 +45,7 @@ def test_crops_keep_the_whole_picture_and_pad_outside_it():
     assert whole.shape == (224, 224, 3)
     assert (whole[112, :, 0] == 200).all()  # the full width is kept
     assert tuple(whole[5, 112]) == heads_pad()  # letterbox bands above and below
-    corner = square_crop(image, (-50, -50, 10, 10), 1.0)
+    corner = region_crop(image, (-50, -50, 10, 10))
     assert tuple(corner[0, 0]) == heads_pad() and tuple(corner[-1, -1]) == (200, 200, 200)
 
 
@@ -58,19 +58,28 @@ def heads_pad():
 def test_bundled_heads_are_small_versioned_and_tied_to_the_pinned_encoder():
     assert heads.BUNDLED.stat().st_size < 100_000
     loaded = heads.load(heads.BUNDLED, encoder_sha256=models.MODELS[models.ENCODER].sha256)
-    assert set(loaded.parts) == {"hand", "face", "body"} and loaded.image.w.shape == (512,)
+    assert loaded.image.w.shape == (512,)
+    # every kind has a share of the blame, the most often malformed kind the whole of it
+    assert set(loaded.blame) == {"hand", "face", "body"} and max(loaded.blame.values()) == 1.0
+    assert all(0 < v <= 1 for v in loaded.blame.values())
     t = loaded.thresholds
     assert 0 < t["strict"] < t["balanced"] < t["relaxed"] <= 1
     assert loaded.info["images"] >= 100 and len(loaded.trained_images) >= loaded.info["images"]
 
 
-def test_heads_for_another_encoder_are_refused_in_one_line(tmp_path):
+def test_heads_for_another_encoder_or_version_are_refused_in_one_line(tmp_path, monkeypatch):
     loaded = heads.load(heads.BUNDLED)
     loaded.encoder_sha256 = "0" * 64
     heads.write(loaded, tmp_path / "other.npz")
     with pytest.raises(heads.BadHeads) as err:
         heads.load(tmp_path / "other.npz", encoder_sha256=models.MODELS[models.ENCODER].sha256)
     assert "another encoder" in str(err.value) and "\n" not in str(err.value)
+    monkeypatch.setattr(heads, "HEADS_VERSION", 1)  # a version 1 file (it had per-part heads)
+    heads.write(loaded, tmp_path / "old.npz")
+    monkeypatch.undo()
+    with pytest.raises(heads.BadHeads) as err:
+        heads.load(tmp_path / "old.npz")
+    assert "version 1" in str(err.value) and "lib_humanrefine train" in str(err.value)
     (tmp_path / "broken.npz").write_bytes(b"not a zip")
     with pytest.raises(heads.BadHeads, match="cannot be read"):
         heads.load(tmp_path / "broken.npz")
@@ -116,11 +125,11 @@ def test_learned_signals_read_well_and_match_the_stored_feature_arithmetic(model
         top.score >= diagnosis.image_score
     )
     _encoder, loaded, _note = learned.status()
-    _p, _learned, _logits, fused = learned.score_features(
-        loaded, result.image_embedding, [p.kind for p in diagnosis.parts], result.part_embeddings,
-        result.landmark_signals,
-    )  # fmt: skip
+    kinds = [p.kind for p in diagnosis.parts]
+    _p, _learned, shares, fused = learned.score_features(loaded, result.image_embedding, kinds, result.landmark_signals)
     assert max(fused) == pytest.approx(diagnosis.score, abs=1e-9)
+    # the most blamed kind present gets the whole image score, each part its kind's share
+    assert max(shares) == 1.0 and shares == [loaded.blame[k] / max(loaded.blame[k] for k in kinds) for k in kinds]
 
 
 def test_no_learned_is_the_landmark_diagnosis(models_ready, astronaut):
@@ -196,7 +205,7 @@ def _tiny_set(shared_data, folder):
         image = load_image(shared_data / path)
         _det, diagnosis = diagnose_image(image, tta=False, learned=False)
         hand = next(p for p in diagnosis.parts if p.kind == "hand")
-        Image.fromarray(learned.part_crop(image, hand)).save(folder / f"hand{i}.png")
+        Image.fromarray(teach.part_crop(image, hand.box, hand.kind)).save(folder / f"hand{i}.png")
         lines.append(f"hand{i}.png,{label},user,hand,")
     (folder / "labels.csv").write_text("\n".join(lines) + "\n")
 
@@ -213,7 +222,7 @@ def test_training_is_reproducible_and_separates_its_tiny_set(models_ready, share
     one, two = heads.load(tmp_path / "one.npz", sha), heads.load(tmp_path / "two.npz", sha)
     assert np.array_equal(one.image.w, two.image.w) and one.image.b == two.image.b
     assert one.thresholds == two.thresholds and one.platt == two.platt
-    assert np.array_equal(one.parts["hand"].w, two.parts["hand"].w)  # the two user crops train the hand head
+    assert one.blame == two.blame
     assert one.info["images"] == 8 and one.info["part_rows"]["hand"] == 2
     # the image head separates the images it was trained on
     samples = [s for s in data.load_folder(folder) if s.part == "image"]
@@ -224,6 +233,28 @@ def test_training_is_reproducible_and_separates_its_tiny_set(models_ready, share
     positives = [p for p, s in zip(scores, samples) if s.label == 1]
     negatives = [p for p, s in zip(scores, samples) if s.label == 0]
     assert min(positives) > max(negatives)
+
+
+def test_each_kinds_share_of_blame_is_its_malformed_rate_in_malformed_images_and_crop_rows():
+    from lib_humanrefine.learned.train import Features, fit_blame
+
+    def image(label, parts):
+        kinds, labels = zip(*parts)
+        return Features(data.Sample(None, label), np.zeros(512), list(kinds), [[]] * len(kinds), list(labels))
+
+    def crop(kind, label):
+        return Features(data.Sample(None, label, kind), None, [kind], [[]], [label])
+
+    features = [
+        image(1, [("hand", 1), ("face", 0), ("body", -1)]),
+        image(1, [("hand", 1), ("face", 0), ("body", 0)]),
+        image(0, [("hand", 0), ("face", 0), ("body", 0)]),  # a normal image's parts say nothing of blame
+    ]
+    # smoothed rates: hand 3/4, face 1/4, body 1/3 -> shares over the hand's
+    assert fit_blame(features) == {"hand": 1.0, "face": pytest.approx(1 / 3, abs=1e-4), "body": 0.4444}
+    # a user's crop verdicts move their kind's share
+    # face: (2 + 1) / (4 + 2) = 1/2 over the hand's 3/4
+    assert fit_blame(features + [crop("face", 1), crop("face", 1)])["face"] == pytest.approx(2 / 3, abs=1e-4)
 
 
 def test_bench_cross_validates_by_group_and_skips_part_rows(models_ready, shared_data, tmp_path):

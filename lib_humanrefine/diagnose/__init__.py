@@ -57,21 +57,19 @@ def diagnose_detections(
 
 
 def add_learned_evidence(image: np.ndarray, diagnosis: Diagnosis) -> None:
-    """The learned check's signal on every embedded part and the image score; a note when it is off."""
+    """The learned check's signal on every part and the image score; a note when it is off."""
     from ..learned import KIND_WORDS, learned_check
-    from ..learned.heads import sigmoid
 
     start = time.perf_counter()
     result, note = learned_check(image, diagnosis.parts)
     if result is None:
         diagnosis.notes.append(note or "learned check off")
         return
-    for part, score, logit in zip(diagnosis.parts, result.part_scores, result.part_logits):
+    for part, score, share in zip(diagnosis.parts, result.part_scores, result.part_shares):
         for signal in part.signals:
             signal.score *= result.landmark_weight
-        if score is not None:
-            reason = f"learned {KIND_WORDS.get(part.kind, part.kind)} check {score:.2f}"
-            part.signals.append(Signal("learned", round(sigmoid(logit), 3), score, reason))
+        reason = f"learned {KIND_WORDS.get(part.kind, part.kind)} check {score:.2f}"
+        part.signals.append(Signal("learned", round(share, 3), score, reason))
     diagnosis.image_score = result.image_score
     diagnosis.learned = result
     diagnosis.timings_ms["learned"] = (time.perf_counter() - start) * 1000.0

@@ -1,9 +1,10 @@
-"""The learned check: CLIP image embeddings of the whole image and of each part, scored by trained heads.
+"""The learned check: the CLIP image embedding of the whole image, scored by trained heads.
 
 Whether an image is malformed comes from the image head (calibrated probability); which part is
-to blame from the part heads: each part gets a learned signal of ``image score x its share``,
-where the most suspicious part's share is 1 and the others' shrink with their part-head probability. The landmark
-signals stay, weighted by what training measured they add (``Heads.landmark_weight``).
+to blame from the landmark signals and each kind's share of the blame learned in training: each
+part gets a learned signal of ``image score x its kind's share``, where the most blamed kind
+present has share 1 (``Heads.part_shares``). The landmark signals stay, weighted by what training
+measured they add (``Heads.landmark_weight``).
 
 Optional by design: without onnxruntime, the encoder file or usable heads, ``learned_check``
 returns a one-line note and the diagnosis keeps its landmark signals.
@@ -22,14 +23,13 @@ import numpy as np
 from .. import models
 from ..errors import HumanRefineError
 from . import heads as heads_mod
-from .encoder import Encoder, square_crop, whole_image
-from .heads import CONTEXT, PRESETS, Heads, part_shares
+from .encoder import Encoder, whole_image
+from .heads import PRESETS, Heads
 
-__all__ = ["LearnedResult", "learned_check", "part_crop", "sensitivity_threshold", "status"]
+__all__ = ["LearnedResult", "learned_check", "sensitivity_threshold", "status"]
 
 ENV_HEADS = "HUMANREFINE_HEADS"
 USER_HEADS = "learned_heads.npz"  # in the models folder: a user's retrained heads win over the bundled ones
-MAX_PART_CROPS = 5  # parts embedded per image (people first, then faces, then hands; larger first)
 # The presets on the landmark-only score (no encoder). On the development images these flag 27 %,
 # 22 % and 21 % of the normal ones (bench --no-learned reports it): a fifth of normal images score
 # 1.0, so without the encoder no threshold holds the presets' false-alarm targets.
@@ -40,10 +40,9 @@ KIND_WORDS = {"hand": "hand", "face": "face", "body": "person"}
 @dataclass
 class LearnedResult:
     image_score: float  # calibrated probability that the image shows a malformed person
-    part_scores: list[float | None]  # learned signal score per part (None: not embedded)
-    part_logits: list[float | None]
+    part_scores: list[float]  # learned signal score per part: image score x the part's share
+    part_shares: list[float]  # each part's share of the blame (its kind's, the most blamed kind present 1)
     image_embedding: np.ndarray  # (512,)
-    part_embeddings: list[np.ndarray | None]
     landmark_signals: list[list[float]]  # per part, the landmark signals' scores before weighting
     landmark_weight: float
 
@@ -120,26 +119,6 @@ def forget() -> None:
         _encoders.clear()
 
 
-def part_crop(image: np.ndarray, part, heads: Heads | None = None) -> np.ndarray:
-    """The 224 px square the part heads see for ``part`` (anything with ``kind`` and ``box``).
-
-    Save crops with this function to add a user's verdicts as ``part`` rows of a training folder."""
-    context = (heads.context if heads else CONTEXT).get(part.kind, CONTEXT["hand"])
-    return square_crop(image, part.box, context)
-
-
-def crop_order(parts) -> list[int]:
-    """Indices of the parts to embed: people, then faces, then hands, larger first; at most MAX_PART_CROPS."""
-    rank = {"body": 0, "face": 1, "hand": 2}
-
-    def area(p):
-        x0, y0, x1, y1 = p.box
-        return (x1 - x0) * (y1 - y0)
-
-    order = sorted(range(len(parts)), key=lambda i: (rank.get(parts[i].kind, 3), -area(parts[i])))
-    return order[:MAX_PART_CROPS]
-
-
 def noisy_or(scores) -> float:
     keep = 1.0
     for s in scores:
@@ -148,65 +127,40 @@ def noisy_or(scores) -> float:
 
 
 def score_features(
-    heads: Heads, image_embedding: np.ndarray, kinds: list[str], part_embeddings: list, landmark_signals: list
-) -> tuple[float, list[float | None], list[float | None], list[float]]:
-    """(image probability, learned score per part, part logits, fused part scores) from stored features.
+    heads: Heads, image_embedding: np.ndarray, kinds: list[str], landmark_signals: list
+) -> tuple[float, list[float], list[float], list[float]]:
+    """(image probability, learned score per part, share per part, fused part scores) from stored features.
 
     ``landmark_signals``: per part, the landmark signals' scores. The diagnosis computes the same
     numbers through Signals (``learned_check`` + ``Part.score``); bench and training use this."""
     p_image = heads.image_probability(image_embedding)
-    embedded = [i for i, e in enumerate(part_embeddings) if e is not None]
-    logits = heads.part_logits([kinds[i] for i in embedded], np.array([part_embeddings[i] for i in embedded]))
-    shares = part_shares(logits)
-    learned: list[float | None] = [None] * len(kinds)
-    part_logit: list[float | None] = [None] * len(kinds)
-    for n, i in enumerate(embedded):
-        learned[i] = p_image * float(shares[n])
-        part_logit[i] = float(logits[n])
-    fused = []
-    for i in range(len(kinds)):
-        weighted = [heads.landmark_weight * s for s in landmark_signals[i]]
-        fused.append(noisy_or(weighted + ([learned[i]] if learned[i] is not None else [])))
-    return p_image, learned, part_logit, fused
+    shares = [float(s) for s in heads.part_shares(kinds)]
+    learned = [p_image * share for share in shares]
+    fused = [
+        noisy_or([heads.landmark_weight * s for s in signals] + [score])
+        for signals, score in zip(landmark_signals, learned)
+    ]
+    return p_image, learned, shares, fused
 
 
-def image_score(p_image: float, fused: list[float]) -> float:
-    """The image's score: its highest part score, or the image probability when no part was found."""
-    return max(fused) if fused else p_image
-
-
-def embed_image_and_parts(
-    encoder: Encoder, image: np.ndarray, parts, context: dict[str, float] | None = None
-) -> tuple[np.ndarray, list[np.ndarray | None]]:
-    """The whole image's embedding (mean of it and its mirror image, renormalised) and each embedded
-    part's (None past ``MAX_PART_CROPS``). Training and the diagnosis both embed through here."""
+def embed_image(encoder: Encoder, image: np.ndarray) -> np.ndarray:
+    """The whole image's embedding: the mean of it and its mirror image's, renormalised (steadier
+    under re-compression than either; see ``encoder``). Training and the diagnosis both embed here."""
     whole = whole_image(image)
-    order = crop_order(parts)
-    crops = [whole, whole[:, ::-1].copy()]
-    for i in order:
-        crops.append(square_crop(image, parts[i].box, (context or CONTEXT).get(parts[i].kind, CONTEXT["hand"])))
-    embeds = encoder.embed(crops).embeds
-    image_embedding = embeds[0] + embeds[1]
-    image_embedding /= max(float(np.linalg.norm(image_embedding)), 1e-6)
-    part_embeddings: list[np.ndarray | None] = [None] * len(parts)
-    for n, i in enumerate(order):
-        part_embeddings[i] = embeds[n + 2]
-    return image_embedding, part_embeddings
+    embeds = encoder.embed([whole, whole[:, ::-1].copy()]).embeds
+    embedding = embeds[0] + embeds[1]
+    return embedding / max(float(np.linalg.norm(embedding)), 1e-6)
 
 
 def learned_check(image: np.ndarray, parts) -> tuple[LearnedResult | None, str | None]:
-    """Embed the image and its parts and score them; (None, note) when the check is off."""
+    """Embed the image and score it and its parts; (None, note) when the check is off."""
     encoder, heads, note = status()
     if encoder is None or heads is None:
         return None, note
-    image_embedding, part_embeddings = embed_image_and_parts(encoder, image, parts, heads.context)
+    image_embedding = embed_image(encoder, image)
     landmark = [[s.score for s in p.signals] for p in parts]
-    kinds = [p.kind for p in parts]
-    p_image, learned, logits, _fused = score_features(heads, image_embedding, kinds, part_embeddings, landmark)
-    result = LearnedResult(
-        p_image, learned, logits, image_embedding, part_embeddings, landmark, heads.landmark_weight
-    )  # fmt: skip
-    return result, None
+    p_image, learned, shares, _fused = score_features(heads, image_embedding, [p.kind for p in parts], landmark)
+    return LearnedResult(p_image, learned, shares, image_embedding, landmark, heads.landmark_weight), None
 
 
 def sensitivity_threshold(preset: str, learned: bool = True) -> float:

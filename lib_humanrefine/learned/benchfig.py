@@ -29,14 +29,14 @@ def recompressed(image: np.ndarray, fmt: str, options: dict) -> np.ndarray:
 class LearnedBench:
     def __init__(self, threshold: float):
         from ..bench import rss_mb
-        from . import MAX_PART_CROPS, heads_path, status
+        from . import heads_path, status
         from .encoder import SIZE
 
         self.threshold = threshold
         before = rss_mb()
         encoder, heads, note = status()
         if encoder is not None:  # load and run once: the memory a WebUI process pays for the check
-            encoder.embed([np.zeros((SIZE, SIZE, 3), np.uint8)] * (MAX_PART_CROPS + 1))
+            encoder.embed([np.zeros((SIZE, SIZE, 3), np.uint8)] * 2)
         self.rss_mb_encoder = round(rss_mb() - before, 1) if encoder is not None else None
         self.heads, self.note, self.heads_file = heads, note, heads_path()
         self.features: list[Features] = []

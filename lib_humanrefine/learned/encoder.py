@@ -1,7 +1,8 @@
 """The CLIP ViT-B/16 image tower (INT8 ONNX) run with onnxruntime on the CPU.
 
 One session per process. Crops are square regions of the image (padded with CLIP's mean colour
-where they leave it) resized to 224 px with area interpolation.
+where they leave it) resized to 224 px with area interpolation; the diagnosis embeds the whole
+image letterboxed, and its mirror image.
 
 Each crop runs as its own batch of one: the model quantizes its activations dynamically with one
 scale per tensor, so in a batch every crop's embedding depends on the other crops (cosine 0.96
@@ -10,7 +11,7 @@ function of its pixels only, and on two CPU cores it is no slower than batching.
 
 The same per-tensor quantization makes the embedding jumpy under re-compression (cosine down to
 0.88 between a picture and its WebP q80 copy), so the whole image is embedded twice, as is and
-mirrored, and the two embeddings averaged (``learned.image_embedding``). Blurring the crops
+mirrored, and the two embeddings averaged (``learned.embed_image``). Blurring the crops
 instead steadied the scores more but took away most of what separates malformed from normal
 generated people (development images, cross-validated: AUROC on generated images 0.55 vs 0.60).
 """
@@ -38,14 +39,6 @@ class Embedded:
     patches: np.ndarray  # (N, 14, 14, 768) float32
 
 
-def square_crop(image: np.ndarray, box, context: float = 1.0, size: int = SIZE) -> np.ndarray:
-    """The square around ``box`` (x0, y0, x1, y1) with side ``context`` x its longer side, as size x size RGB."""
-    x0, y0, x1, y1 = (float(v) for v in box)
-    side = max(x1 - x0, y1 - y0, 1.0) * context
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    return region_crop(image, (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2), size)
-
-
 def whole_image(image: np.ndarray, size: int = SIZE) -> np.ndarray:
     """The whole image letterboxed into a square (nothing cut off)."""
     h, w = image.shape[:2]
@@ -55,6 +48,7 @@ def whole_image(image: np.ndarray, size: int = SIZE) -> np.ndarray:
 
 
 def region_crop(image: np.ndarray, square, size: int = SIZE) -> np.ndarray:
+    """The square (x0, y0, x1, y1) of the image, padded where it leaves the image, as size x size RGB."""
     h, w = image.shape[:2]
     x0, y0, x1, y1 = (round(float(v)) for v in square)
     x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)

@@ -71,9 +71,7 @@ def crossval(features: list[Features], encoder_sha256: str, masks: dict[int, np.
         weights.append(heads.landmark_weight)
         for i in test:
             f = rows[i]
-            p_image, _learned, _logits, fused = score_features(
-                heads, f.image_embedding, f.kinds, f.part_embeddings, f.landmark_signals
-            )
+            p_image, _learned, _shares, fused = score_features(heads, f.image_embedding, f.kinds, f.landmark_signals)
             image_probability[i] = p_image
             scores[i] = max(fused) if fused else p_image
             top_part[i] = int(np.argmax(fused)) if fused else None

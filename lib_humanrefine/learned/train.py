@@ -1,12 +1,13 @@
 """Fitting the heads (scikit-learn, at training time only) and grouped cross-validation.
 
 ``python -m lib_humanrefine train --data DIR... --out FILE``: every labelled image is detected and
-diagnosed with the landmark signals, its whole picture and parts are embedded exactly as the
-diagnosis embeds them, and
+diagnosed with the landmark signals, its whole picture is embedded exactly as the diagnosis embeds
+it, and
 
 1. the image head (logistic regression, C = 1, balanced classes) is fitted on whole-image embeddings;
-2. the hand, face and body heads on part embeddings with part labels (``data.part_label``, plus the
-   ``part`` rows of user crops);
+2. each part kind's share of the blame is how often parts of that kind are malformed in malformed
+   images (part labels from ``data.part_label``, plus the ``part`` rows of user crops), relative to
+   the most often malformed kind;
 3. grouped out-of-fold scores (no group in both sides) calibrate the image score (Platt), pick the
    weight the landmark signals keep next to the learned one, and set the sensitivity presets'
    thresholds from the normal images' false-alarm rates.
@@ -27,7 +28,7 @@ import numpy as np
 from .. import models
 from ..errors import HumanRefineError
 from .data import PARTS, Sample, fingerprint, part_label
-from .heads import CONTEXT, PART_KINDS, PRESET_FALSE_ALARMS, Heads, Linear, part_shares, sigmoid
+from .heads import PART_KINDS, PRESET_FALSE_ALARMS, Heads, Linear, sigmoid
 
 C = 1.0  # scikit-learn's default regularisation; not tuned on the development images
 SEED = 0
@@ -51,7 +52,6 @@ class Features:
     sample: Sample
     image_embedding: np.ndarray | None  # None for a part crop
     kinds: list[str] = field(default_factory=list)
-    part_embeddings: list = field(default_factory=list)  # (512,) or None (not embedded)
     landmark_signals: list[list[float]] = field(default_factory=list)  # per part, before weighting
     part_labels: list[int] = field(default_factory=list)  # 1, 0, -1 unknown
     boxes: list = field(default_factory=list)
@@ -68,7 +68,6 @@ def features_from_diagnosis(sample: Sample, diagnosis, mask: np.ndarray | None =
         sample=sample,
         image_embedding=result.image_embedding,
         kinds=[p.kind for p in parts],
-        part_embeddings=list(result.part_embeddings),
         landmark_signals=[list(s) for s in result.landmark_signals],
         part_labels=[part_label(sample, p.kind, p.box, mask) for p in parts],
         boxes=[tuple(p.box) for p in parts],
@@ -76,12 +75,13 @@ def features_from_diagnosis(sample: Sample, diagnosis, mask: np.ndarray | None =
 
 
 def extract(samples: list[Sample], progress: TextIO | None = None) -> list[Features]:
-    """Detect, diagnose (landmarks) and embed every sample, as the diagnosis would."""
+    """Detect, diagnose (landmarks) and embed every whole image, as the diagnosis would; a part
+    crop row is only its kind and label (the heads do not look at part crops)."""
     from .. import learned
     from ..bench import region_mask
     from ..diagnose import diagnose_image
     from ..images import load_image
-    from .encoder import Encoder, whole_image
+    from .encoder import Encoder
 
     try:
         encoder = Encoder(str(models.model_path(models.ENCODER)))
@@ -90,18 +90,16 @@ def extract(samples: list[Sample], progress: TextIO | None = None) -> list[Featu
     out = []
     start = time.perf_counter()
     for n, sample in enumerate(samples, 1):
-        image = load_image(sample.path)
+        image = load_image(sample.path)  # a part crop too: an unreadable file fails here, not later
         if sample.part != "image":
-            embedding = encoder.embed([whole_image(image)]).embeds[0]
-            out.append(Features(sample, None, [sample.part], [embedding], [[]], [sample.label], [None]))
+            out.append(Features(sample, None, [sample.part], [[]], [sample.label], [None]))
         else:
             _detections, diagnosis = diagnose_image(image, learned=False)
             parts = diagnosis.parts
-            image_embedding, part_embeddings = learned.embed_image_and_parts(encoder, image, parts)
             mask = region_mask(sample.path)
             out.append(
                 Features(
-                    sample, image_embedding, [p.kind for p in parts], part_embeddings,
+                    sample, learned.embed_image(encoder, image), [p.kind for p in parts],
                     [[s.score for s in p.signals] for p in parts],
                     [part_label(sample, p.kind, p.box, mask) for p in parts], [tuple(p.box) for p in parts],
                 )
@@ -137,19 +135,24 @@ def fit_core(features: list[Features], encoder_sha256: str) -> Heads:
     image = _fit_linear(x, y)
     if image is None:
         raise HumanRefineError("the image head needs at least 2 malformed and 2 normal images")
-    parts = {}
+    return Heads(encoder_sha256=encoder_sha256, image=image, blame=fit_blame(features))
+
+
+def fit_blame(features: list[Features]) -> dict[str, float]:
+    """Each kind's share of the blame: the rate at which its labelled parts in malformed images (and
+    its user crop rows) are malformed, smoothed (Laplace), over the highest kind's rate."""
+    rates = {}
     for kind in PART_KINDS:
-        pairs = [
-            (e, lab)
+        labels = [
+            label
             for f in features
-            for k, e, lab in zip(f.kinds, f.part_embeddings, f.part_labels)
-            if k == kind and e is not None and lab in (0, 1)
+            if f.sample.label == 1 or f.image_embedding is None
+            for k, label in zip(f.kinds, f.part_labels)
+            if k == kind and label in (0, 1)
         ]
-        if pairs:
-            head = _fit_linear(np.array([e for e, _ in pairs]), np.array([lab for _, lab in pairs]))
-            if head is not None:
-                parts[kind] = head
-    return Heads(encoder_sha256=encoder_sha256, image=image, parts=parts, context=dict(CONTEXT))
+        rates[kind] = (sum(labels) + 1) / (len(labels) + 2)
+    top = max(rates.values())
+    return {kind: round(rate / top, 4) for kind, rate in rates.items()}
 
 
 @dataclass
@@ -158,7 +161,7 @@ class OutOfFold:
 
     features: list[Features]  # whole images with a 0/1 label, in order
     image_logits: np.ndarray  # raw image-head logit
-    part_logits: list[np.ndarray]  # per image, per embedded part (same order as its embedded parts)
+    part_shares: list[list[float]]  # per image, each part's share under that fold's heads
 
 
 def out_of_fold(features: list[Features], encoder_sha256: str, folds: int | None = INNER_FOLDS) -> OutOfFold:
@@ -172,19 +175,16 @@ def out_of_fold(features: list[Features], encoder_sha256: str, folds: int | None
     splitter = GroupKFold(n_splits=n_groups if folds is None else min(folds, n_groups))
     part_rows = [f for f in features if f.image_embedding is None]  # user crops always train
     image_logits = np.full(len(rows), np.nan)
-    part_logits: list[np.ndarray] = [np.zeros(0)] * len(rows)
+    part_shares: list[list[float]] = [[] for _ in rows]
     for train_idx, test_idx in splitter.split(np.zeros(len(rows)), groups=groups):
         try:
             heads = fit_core([rows[i] for i in train_idx] + part_rows, encoder_sha256)
         except HumanRefineError:
             continue  # a fold without both labels: its images stay unscored
         for i in test_idx:
-            f = rows[i]
-            image_logits[i] = float(heads.image.logit(f.image_embedding))
-            embedded = [k for k, e in enumerate(f.part_embeddings) if e is not None]
-            kinds = [f.kinds[k] for k in embedded]
-            part_logits[i] = heads.part_logits(kinds, np.array([f.part_embeddings[k] for k in embedded]))
-    return OutOfFold(rows, image_logits, part_logits)
+            image_logits[i] = float(heads.image.logit(rows[i].image_embedding))
+            part_shares[i] = [float(v) for v in heads.part_shares(rows[i].kinds)]
+    return OutOfFold(rows, image_logits, part_shares)
 
 
 def fused_scores(oof: OutOfFold, platt: tuple[float, float], weight: float) -> np.ndarray:
@@ -195,13 +195,10 @@ def fused_scores(oof: OutOfFold, platt: tuple[float, float], weight: float) -> n
         if np.isnan(oof.image_logits[i]):
             continue
         p_image = sigmoid(a * oof.image_logits[i] + b)
-        shares = iter(part_shares(oof.part_logits[i]))
         fused = []
-        for emb, signals in zip(f.part_embeddings, f.landmark_signals):
+        for share, signals in zip(oof.part_shares[i], f.landmark_signals):
             keep = np.prod([1.0 - min(max(weight * s, 0.0), 1.0) for s in signals])
-            if emb is not None:
-                keep *= 1.0 - p_image * float(next(shares))
-            fused.append(1.0 - keep)
+            fused.append(1.0 - keep * (1.0 - p_image * share))
         out[i] = max(fused) if fused else p_image
     return out
 
