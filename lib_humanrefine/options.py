@@ -101,7 +101,7 @@ SETTINGS: tuple[Option, ...] = (
     Option("humanrefine_show_overlay", "Show the diagnosis overlay as an extra output image", False, "bool"),
     Option("humanrefine_tta", "Face stability check (re-runs the face-mesh model on shifted crops; a few ms per face)",
            True, "bool"),
-    Option("humanrefine_learned", "Learned check (CLIP encoder on the CPU: about 150 ms per image; "
+    Option("humanrefine_learned", "Learned check (CLIP encoder on the CPU: about 100 ms per image; "
            "off = landmark signals only)", True, "bool", infotext="HumanRefine learned", per_request=True),
     Option("humanrefine_labels_dir", "Labels folder of the tab's \"fine\" / \"malformed\" buttons (empty: "
            "humanrefine-labels in the outputs folder)", "", "path"),

@@ -33,8 +33,8 @@ def encoder(models_ready):
 
 def test_a_crops_embedding_does_not_depend_on_the_other_crops(encoder, astronaut):
     crops = [whole_image(astronaut), region_crop(astronaut, (150, 20, 330, 200))]
-    alone = encoder.embed(crops[:1]).embeds[0]
-    together = encoder.embed(crops).embeds[0]
+    alone = encoder.embed(crops[:1])[0]
+    together = encoder.embed(crops)[0]
     assert np.array_equal(alone, together)
     assert abs(float(np.linalg.norm(alone)) - 1.0) < 1e-5
 
@@ -229,7 +229,7 @@ def test_training_is_reproducible_and_separates_its_tiny_set(models_ready, share
     from lib_humanrefine.images import load_image
 
     encoder = Encoder(str(models_ready / models.ENCODER))
-    scores = [one.image_probability(encoder.embed([whole_image(load_image(s.path))]).embeds[0]) for s in samples]
+    scores = [one.image_probability(encoder.embed([whole_image(load_image(s.path))])[0]) for s in samples]
     positives = [p for p, s in zip(scores, samples) if s.label == 1]
     negatives = [p for p, s in zip(scores, samples) if s.label == 0]
     assert min(positives) > max(negatives)
@@ -307,3 +307,42 @@ def test_the_preset_follows_the_scores_the_diagnosis_has(monkeypatch, astronaut)
     assert not seen["learned"] and args.threshold == learned.sensitivity_threshold("relaxed", learned=False)
     _d, diagnosis, args = diagnose_for(astronaut, ScriptArgs(sensitivity="threshold", threshold=0.35), Settings())
     assert args.threshold == diagnosis.threshold == 0.35
+
+
+# --- the float32 encoder -----------------------------------------------------------------------
+
+
+def test_the_float_encoder_runs_the_int8_files_weights_without_quantized_activations(models_ready, astronaut):
+    import onnxruntime as ort
+
+    from lib_humanrefine.learned import dequantize
+    from lib_humanrefine.learned.encoder import to_tensor
+
+    int8_bytes = (models_ready / models.ENCODER).read_bytes()
+    model, rewritten = dequantize.float_model(int8_bytes)
+    assert rewritten == 73  # q, k, v, out and two MLP products in each of 12 layers, and the projection
+    graph = next(v for n, _w, v in dequantize._fields(model) if n == dequantize.MODEL_GRAPH)
+    ops = [dequantize._node(v).op_type for n, _w, v in dequantize._fields(graph) if n == dequantize.GRAPH_NODE]
+    assert "MatMulInteger" not in ops and "DynamicQuantizeLinear" not in ops and ops.count("MatMul") == 97
+    x = to_tensor([whole_image(astronaut)])
+    as_float = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(
+        ["image_embeds"], {"pixel_values": x}
+    )[0]
+    as_int8 = ort.InferenceSession(int8_bytes, providers=["CPUExecutionProvider"]).run(
+        ["image_embeds"], {"pixel_values": x}
+    )[0]
+    a, b = as_float[0] / np.linalg.norm(as_float[0]), as_int8[0] / np.linalg.norm(as_int8[0])
+    assert 0.97 < float(a @ b) < 0.99999  # the same weights; only the activations' rounding differs
+
+
+def test_a_file_the_rewrite_does_not_know_is_refused_in_one_line():
+    from lib_humanrefine.learned import dequantize
+
+    relu = dequantize._field(dequantize.NODE_OP_TYPE, dequantize.BYTES, b"Relu")
+    no_quantized = dequantize._field(
+        dequantize.MODEL_GRAPH, dequantize.BYTES, dequantize._field(dequantize.GRAPH_NODE, dequantize.BYTES, relu)
+    )
+    for raw, words in ((b"\x0a\xff", "not an ONNX model"), (b"", "no single graph"), (no_quantized, "no quantized")):
+        with pytest.raises(dequantize.CannotDequantize) as err:
+            dequantize.float_model(raw)
+        assert words in str(err.value) and "\n" not in str(err.value)

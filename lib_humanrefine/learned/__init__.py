@@ -144,12 +144,8 @@ def score_features(
 
 
 def embed_image(encoder: Encoder, image: np.ndarray) -> np.ndarray:
-    """The whole image's embedding: the mean of it and its mirror image's, renormalised (steadier
-    under re-compression than either; see ``encoder``). Training and the diagnosis both embed here."""
-    whole = whole_image(image)
-    embeds = encoder.embed([whole, whole[:, ::-1].copy()]).embeds
-    embedding = embeds[0] + embeds[1]
-    return embedding / max(float(np.linalg.norm(embedding)), 1e-6)
+    """The whole image's embedding (letterboxed). Training and the diagnosis both embed here."""
+    return encoder.embed([whole_image(image)])[0]
 
 
 def learned_check(image: np.ndarray, parts) -> tuple[LearnedResult | None, str | None]:

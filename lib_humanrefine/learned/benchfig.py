@@ -36,7 +36,7 @@ class LearnedBench:
         before = rss_mb()
         encoder, heads, note = status()
         if encoder is not None:  # load and run once: the memory a WebUI process pays for the check
-            encoder.embed([np.zeros((SIZE, SIZE, 3), np.uint8)] * 2)
+            encoder.embed([np.zeros((SIZE, SIZE, 3), np.uint8)])
         self.rss_mb_encoder = round(rss_mb() - before, 1) if encoder is not None else None
         self.heads, self.note, self.heads_file = heads, note, heads_path()
         self.features: list[Features] = []

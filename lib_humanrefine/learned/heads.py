@@ -11,7 +11,8 @@ broken part no better than the kind shares do (leave-one-group-out on the 169 de
 the top part's kind was the worst-annotated one in 41 % of the malformed annotated images, against
 54 % with the kind shares; the FoundHand hand holding the mask was the top part in 9 of 13 either
 way; image AUROC 0.72 against 0.70) and cost one encoder run per part (about 75 ms each, up to
-five), so version 2 dropped them.
+five), so version 2 dropped them. Version 3 reads the embeddings of the float32 encoder (see
+``dequantize``); version 2's came from the INT8 activations, with the mirror image averaged in.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 
 from ..errors import HumanRefineError
 
-HEADS_VERSION = 2
+HEADS_VERSION = 3
 PART_KINDS = ("hand", "face", "body")
 PRESETS = ("strict", "balanced", "relaxed")
 # Largest share of the development images' normal people each preset may flag (false alarms).
