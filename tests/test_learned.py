@@ -335,6 +335,11 @@ def test_the_float_encoder_runs_the_int8_files_weights_without_quantized_activat
     assert 0.97 < float(a @ b) < 0.99999  # the same weights; only the activations' rounding differs
 
 
+def test_the_encoder_keeps_no_second_copy_of_the_float_model(encoder):
+    # onnxruntime's wrapper would hold the 345 MB of model bytes for a provider fallback
+    assert getattr(encoder.session, "_model_bytes", None) is None
+
+
 def test_a_file_the_rewrite_does_not_know_is_refused_in_one_line():
     from lib_humanrefine.learned import dequantize
 
