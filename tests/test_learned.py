@@ -351,3 +351,35 @@ def test_a_file_the_rewrite_does_not_know_is_refused_in_one_line():
         with pytest.raises(dequantize.CannotDequantize) as err:
             dequantize.float_model(raw)
         assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_landmark_weight_is_the_smallest_within_the_tolerance_of_the_best(monkeypatch):
+    """A larger weight for the landmark signals must earn LANDMARK_TOLERANCE of out-of-fold AUROC."""
+    from lib_humanrefine.learned import train
+
+    def calibrated_with(aurocs):
+        monkeypatch.setattr(train, "fused_scores", lambda oof, platt, weight: np.full(4, weight))
+        monkeypatch.setattr(train, "auroc", lambda scores, labels: aurocs[float(scores[0])])
+        rows = [train.Features(data.Sample(None, label), np.zeros(2)) for label in (0, 0, 1, 1)]
+        oof = train.OutOfFold(rows, np.array([-1.0, -0.5, 0.5, 1.0]), [[] for _ in rows])
+        return train.calibrate(heads.Heads("", heads.Linear(np.zeros(2), 0.0)), oof).landmark_weight
+
+    aurocs = {0.05: 0.750, 0.1: 0.752, 0.25: 0.757, 0.5: 0.740, 0.75: 0.730, 1.0: 0.720}
+    assert calibrated_with(aurocs) == 0.05  # 0.757 - 0.750 is within 0.01
+    aurocs[0.25] = 0.775
+    assert calibrated_with(aurocs) == 0.25  # now 0.25 earns its place
+
+
+def test_a_landmark_signal_weighted_down_is_still_told_as_a_reason():
+    from lib_humanrefine.diagnose.types import Part, Signal
+
+    part = Part(
+        "hand", "right", 0, (0, 0, 10, 10), "hand", [Signal("ring_ratio", 0.2, 0.05, "ring finger short", evidence=1.0)]
+    )
+    part.signals.append(Signal("learned", 1.0, 0.40, "learned hand check 0.40"))
+    assert part.reasons == ["learned hand check 0.40", "ring finger short"]  # ordered by what each adds
+    assert part.score == pytest.approx(1 - 0.95 * 0.6)
+    weak = Part(
+        "hand", "right", 0, (0, 0, 10, 10), "hand", [Signal("ring_ratio", 0.2, 0.05, "ring finger short", evidence=0.1)]
+    )
+    assert weak.reasons == []

@@ -67,6 +67,7 @@ def add_learned_evidence(image: np.ndarray, diagnosis: Diagnosis) -> None:
         return
     for part, score, share in zip(diagnosis.parts, result.part_scores, result.part_shares):
         for signal in part.signals:
+            signal.evidence = signal.score  # still told as a reason when it is strong on its own
             signal.score *= result.landmark_weight
         reason = f"learned {KIND_WORDS.get(part.kind, part.kind)} check {score:.2f}"
         part.signals.append(Signal("learned", round(share, 3), score, reason))

@@ -25,9 +25,15 @@ class Signal:
 
     name: str
     value: float
-    score: float
+    score: float  # what it adds to the part's score (the learned check weights the landmark signals down)
     reason: str
     category: str = ""  # overrides the part's category when this signal dominates
+    evidence: float | None = None  # its own score before any weighting (None: ``score`` is that)
+
+    @property
+    def strength(self) -> float:
+        """How strongly the signal itself speaks, whatever weight it carries in the part's score."""
+        return self.score if self.evidence is None else self.evidence
 
 
 def combine(signals: list[Signal]) -> float:
@@ -48,7 +54,7 @@ class Part:
     signals: list[Signal] = field(default_factory=list)
     index: int | None = None  # index into Detections.hands/faces (None for synthetic parts)
 
-    REASON_MIN = 0.15  # signals weaker than this are kept in ``signals`` but not told as reasons
+    REASON_MIN = 0.15  # signals weaker than this (``strength``) are kept in ``signals`` but not told as reasons
 
     @property
     def score(self) -> float:
@@ -56,12 +62,12 @@ class Part:
 
     @property
     def reasons(self) -> list[str]:
-        strong = sorted((s for s in self.signals if s.score >= self.REASON_MIN), key=lambda s: -s.score)
+        strong = sorted((s for s in self.signals if s.strength >= self.REASON_MIN), key=lambda s: -s.score)
         return [s.reason for s in strong]
 
     @property
     def main_category(self) -> str:
-        strong = [s for s in self.signals if s.category and s.score >= self.REASON_MIN]
+        strong = [s for s in self.signals if s.category and s.strength >= self.REASON_MIN]
         return max(strong, key=lambda s: s.score).category if strong else self.category
 
     def label(self) -> str:
