@@ -205,7 +205,7 @@ def _rewrite(int8_model) -> tuple[bytes, int]:
         raise CannotDequantize("the encoder file has no single graph")
     graph = _fields(graphs[0])
     nodes = [_node(value) for number, _w, value in graph if number == GRAPH_NODE]
-    tensors = {}  # initializer name -> its raw bytes
+    tensors = {}  # initializer name -> its bytes, in file order
     for number, _w, value in graph:
         if number == GRAPH_INITIALIZER:
             for n2, _w2, v2 in _fields(value):
@@ -226,7 +226,7 @@ def _rewrite(int8_model) -> tuple[bytes, int]:
             raise CannotDequantize(f"{name!r} is not an initializer")
         return _tensor(tensors[name])[1]
 
-    replaced: dict[int, bytes] = {}  # id(node) -> new node bytes (b"" = drop)
+    replaced: dict[int, Node | None] = {}  # id(node) -> its float replacement, or None: drop it
     new_tensors = []
     for n in nodes:
         if n.op_type != "MatMulInteger":
@@ -245,36 +245,31 @@ def _rewrite(int8_model) -> tuple[bytes, int]:
         w = (weights(w_q).astype(np.float32) - weights(w_zero).astype(np.float32)) * weights(w_scale).astype(np.float32)
         float_name = f"{w_q}_float32"
         new_tensors.append(_float_tensor(float_name, w))
-        replaced[id(n)] = _matmul_node(f"{n.name}_float32", [quantize.inputs[0], float_name], scale_mul.outputs[0])
-        replaced[id(cast)] = replaced[id(scale_mul)] = b""
+        matmul = _matmul_node(f"{n.name}_float32", [quantize.inputs[0], float_name], scale_mul.outputs[0])
+        replaced[id(n)] = _node(matmul)
+        replaced[id(cast)] = replaced[id(scale_mul)] = None
     if not replaced:
         raise CannotDequantize("the encoder file has no quantized MatMul")
 
-    kept = [(n, replaced.get(id(n), n.raw)) for n in nodes if replaced.get(id(n), n.raw)]
-    kept = [(_node(raw) if id(n) in replaced else n, raw) for n, raw in kept]
+    kept = [m for m in (replaced.get(id(n), n) for n in nodes) if m is not None]
     while True:  # drop nodes whose outputs nothing uses any more (the quantizers, the scale products)
-        used = outputs | {i for n, _raw in kept for i in n.inputs}
-        alive = [(n, raw) for n, raw in kept if any(o in used for o in n.outputs)]
+        used = outputs | {i for n in kept for i in n.inputs}
+        alive = [n for n in kept if any(o in used for o in n.outputs)]
         if len(alive) == len(kept):
             break
         kept = alive
-    used = {i for n, _raw in kept for i in n.inputs}
 
+    # Field order does not matter in protobuf: every other field as it was, then the nodes and
+    # the initializers still used, then the float weights.
     graph_out: list = []
-    nodes_written = False
     for number, wire, value in graph:
-        if number == GRAPH_NODE:
-            if not nodes_written:
-                graph_out.extend(_field(GRAPH_NODE, BYTES, raw) for _n, raw in kept)
-                nodes_written = True
-        elif number == GRAPH_INITIALIZER:
-            name = next((_text(v) for n2, _w2, v in _fields(value) if n2 == TENSOR_NAME), "")
-            if name in used:
-                graph_out.extend(_nested(number, [value]))
-        elif wire == BYTES:
-            graph_out.extend(_nested(number, [value]))
-        else:
-            graph_out.append(_field(number, wire, value))
+        if number in (GRAPH_NODE, GRAPH_INITIALIZER):
+            continue
+        graph_out.extend(_nested(number, [value]) if wire == BYTES else [_field(number, wire, value)])
+    graph_out.extend(_field(GRAPH_NODE, BYTES, n.raw) for n in kept)
+    for name, tensor in tensors.items():
+        if name in used:
+            graph_out.extend(_nested(GRAPH_INITIALIZER, [tensor]))
     for tensor in new_tensors:
         graph_out.extend(_nested(GRAPH_INITIALIZER, tensor))
     model_out: list = []

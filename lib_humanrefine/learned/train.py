@@ -194,16 +194,18 @@ def out_of_fold(features: list[Features], encoder_sha256: str, folds: int | None
 
 def fused_scores(oof: OutOfFold, platt: tuple[float, float], weight: float) -> np.ndarray:
     """The diagnosis' image score for each out-of-fold image (same arithmetic as learned.score_features)."""
+    from . import noisy_or
+
     a, b = platt
     out = np.full(len(oof.features), np.nan)
     for i, f in enumerate(oof.features):
         if np.isnan(oof.image_logits[i]):
             continue
         p_image = sigmoid(a * oof.image_logits[i] + b)
-        fused = []
-        for share, signals in zip(oof.part_shares[i], f.landmark_signals):
-            keep = np.prod([1.0 - min(max(weight * s, 0.0), 1.0) for s in signals])
-            fused.append(1.0 - keep * (1.0 - p_image * share))
+        fused = [
+            noisy_or([weight * s for s in signals] + [p_image * share])
+            for share, signals in zip(oof.part_shares[i], f.landmark_signals)
+        ]
         out[i] = max(fused) if fused else p_image
     return out
 
