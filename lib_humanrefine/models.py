@@ -156,11 +156,18 @@ def models_dir() -> Path:
 def fetch_command(folder: str | os.PathLike | None = None, python: str = "python") -> str:
     """The exact command that fetches the models into ``folder`` (default: the folder in force),
     run from the extension's folder; ``--models-dir`` is spelled out unless it is the default."""
+    return cli_command(["models", "fetch"], folder, python)
+
+
+def cli_command(args: list[str], folder: str | os.PathLike | None = None, python: str = "python") -> str:
+    """``python -m lib_humanrefine [--models-dir FOLDER] ARGS...`` for the models folder in force (or
+    ``folder``), quoted for this platform's shell; ``--models-dir`` only when it is not the default."""
     folder = Path(folder) if folder is not None else models_dir()
-    if folder == user_cache_dir() and not os.environ.get(ENV_MODELS_DIR):
-        return f"{python} -m lib_humanrefine models fetch"
+    head = [python, "-m", "lib_humanrefine"]
+    if folder != user_cache_dir() or os.environ.get(ENV_MODELS_DIR):
+        head += ["--models-dir", str(folder)]
     quote = subprocess.list2cmdline if sys.platform == "win32" else shlex.join
-    return quote([python, "-m", "lib_humanrefine", "--models-dir", str(folder), "models", "fetch"])
+    return quote(head + list(args))
 
 
 def sha256_of(path: Path) -> str:

@@ -80,6 +80,16 @@ def test_heads_for_another_encoder_or_version_are_refused_in_one_line(tmp_path, 
     with pytest.raises(heads.BadHeads) as err:
         heads.load(tmp_path / "old.npz")
     assert "version 1" in str(err.value) and "lib_humanrefine train" in str(err.value)
+    # the command retrains into the refused file, with the models folder in force
+    models.set_models_dir(tmp_path / "webui models")
+    try:
+        with pytest.raises(heads.BadHeads) as err:
+            heads.load(tmp_path / "old.npz")
+    finally:
+        models.set_models_dir(None)
+    assert str(err.value).endswith(
+        f"lib_humanrefine --models-dir '{tmp_path / 'webui models'}' train --data DIR... --out {tmp_path / 'old.npz'}"
+    )
     (tmp_path / "broken.npz").write_bytes(b"not a zip")
     with pytest.raises(heads.BadHeads, match="cannot be read"):
         heads.load(tmp_path / "broken.npz")
@@ -94,6 +104,7 @@ def test_missing_encoder_falls_back_to_the_landmarks_and_says_so(models_ready, t
     assert (
         len(diagnosis.notes) == 1 and "learned check off" in diagnosis.notes[0] and "models fetch" in diagnosis.notes[0]
     )
+    assert diagnosis.notes[0].endswith(models.fetch_command(tmp_path))  # into the folder in use
     assert not any(s.name == "learned" for p in diagnosis.parts for s in p.signals)
     assert "learned check off" in summary(diagnosis) and image_dict(diagnosis)["notes"] == diagnosis.notes
     # a corrupt encoder is reported the same way

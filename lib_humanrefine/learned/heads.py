@@ -94,6 +94,14 @@ def write(heads: Heads, path: Path) -> None:
     write_bytes(Path(path), npz_bytes(**arrays))
 
 
+def retrain_command(path: Path) -> str:
+    """The command that writes new heads over ``path`` with the models folder in force (DIR: the
+    user's labelled folders)."""
+    from .. import models
+
+    return models.cli_command(["train", "--data", "DIR...", "--out", str(path)])
+
+
 def load(path: Path, encoder_sha256: str | None = None) -> Heads:
     """Read a heads file; BadHeads (one line) when it is unreadable, of another version or encoder."""
     path = Path(path)
@@ -107,12 +115,12 @@ def load(path: Path, encoder_sha256: str | None = None) -> Heads:
         version = meta.get("version")
         raise BadHeads(
             f"learned heads {path.name} are version {version}, this HumanRefine reads {HEADS_VERSION}; "
-            "retrain them with: python -m lib_humanrefine train"
+            f"retrain them with: {retrain_command(path)}"
         )
     if encoder_sha256 and meta.get("encoder_sha256") != encoder_sha256:
         raise BadHeads(
             f"learned heads {path.name} were trained for another encoder "
-            f"(SHA-256 {str(meta.get('encoder_sha256'))[:12]}…); retrain them with: python -m lib_humanrefine train"
+            f"(SHA-256 {str(meta.get('encoder_sha256'))[:12]}…); retrain them with: {retrain_command(path)}"
         )
     return Heads(
         encoder_sha256=meta["encoder_sha256"],
