@@ -221,7 +221,7 @@ def _tiny_set(shared_data, folder):
     (folder / "labels.csv").write_text("\n".join(lines) + "\n")
 
 
-def test_training_is_reproducible_and_separates_its_tiny_set(models_ready, shared_data, tmp_path, capsys):
+def test_training_is_reproducible_and_separates_its_tiny_set(encoder, shared_data, tmp_path, capsys):
     pytest.importorskip("sklearn")
     folder = tmp_path / "tiny"
     folder.mkdir()
@@ -239,7 +239,6 @@ def test_training_is_reproducible_and_separates_its_tiny_set(models_ready, share
     samples = [s for s in data.load_folder(folder) if s.part == "image"]
     from lib_humanrefine.images import load_image
 
-    encoder = Encoder(str(models_ready / models.ENCODER))
     scores = [one.image_probability(encoder.embed([whole_image(load_image(s.path))])[0]) for s in samples]
     positives = [p for p, s in zip(scores, samples) if s.label == 1]
     negatives = [p for p, s in zip(scores, samples) if s.label == 0]
