@@ -472,3 +472,26 @@ def test_a_bug_in_the_per_image_glue_keeps_the_job_going(host, astronaut, monkey
     assert np.array_equal(np.asarray(out[0][0]), astronaut)
     assert out[0][1] == "error - IndexError: list index out of range"
     assert out[1][1] == "P1 face fixed (not verified)"
+
+
+def test_a_report_is_written_only_beside_the_image_it_belongs_to(host, tmp_path):
+    """A job that never reached postprocess stays tracked; an image of a later job that gets the id
+    of one of its images (that image gone) must get its own report, not the stale one."""
+    from lib_humanrefine.options import ScriptArgs, Settings
+    from lib_humanrefine.webui import JobState, hooks
+
+    host()  # the WebUI modules the report writer imports
+    image, gone = Image.new("RGB", (4, 4)), Image.new("RGB", (4, 4))
+    stale = JobState(ScriptArgs(), Settings(save_report=True))
+    stale.add_report(gone, {"from": "an earlier job"})
+    stale.reports[id(image)] = stale.reports.pop(id(gone))  # as if ``image`` had been given ``gone``'s id
+    current = JobState(ScriptArgs(), Settings(save_report=True))
+    current.add_report(image, {"from": "this job"})
+    hooks.track(stale)
+    hooks.track(current)
+    try:
+        hooks.on_image_saved(SimpleNamespace(image=image, filename=str(tmp_path / "00001.png"), p=None))
+    finally:
+        hooks.untrack(stale)
+        hooks.untrack(current)
+    assert json.loads((tmp_path / "00001.humanrefine.json").read_text()) == {"from": "this job"}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import weakref
 from dataclasses import dataclass, field
 
 from .. import prompt_tags
@@ -104,7 +105,9 @@ class JobState:
     settings: Settings
     summaries: dict[tuple[int, int], str] = field(default_factory=dict)  # (iteration, batch index) -> text
     results: dict[tuple[int, int], str] = field(default_factory=dict)
-    reports: dict[int, dict] = field(default_factory=dict)  # id(saved image) -> report
+    # id(image) -> (weak reference to that image, its report). The weak reference tells a later image
+    # that happens to get the same id (the first one gone) from the one the report belongs to.
+    reports: dict[int, tuple[weakref.ref, dict]] = field(default_factory=dict)
     overlays: list = field(default_factory=list)  # PIL images
     host: object | None = None  # WebUIHost, made on the first image that needs it
 
@@ -119,6 +122,14 @@ class JobState:
 
     def result_infotext(self, **kwargs) -> str | None:
         return self.results.get(self._key(kwargs))
+
+    def add_report(self, image, report: dict) -> None:
+        self.reports[id(image)] = (weakref.ref(image), report)
+
+    def report_for(self, image) -> dict | None:
+        """The report of this very image object, or None."""
+        ref, report = self.reports.get(id(image), (None, None))
+        return report if ref is not None and ref() is image else None
 
 
 def _prompts(p) -> list[str]:
@@ -297,7 +308,7 @@ def refine_image(p, state: JobState, pp, args: ScriptArgs, array, initial, index
     report["controlnet"] = list(getattr(state.host, "notes", []))
     if not_saved:
         report["before_image"] = not_saved
-    state.reports[id(pp.image)] = report
+    state.add_report(pp.image, report)
 
 
 def save_before(p, image, index: int) -> None:

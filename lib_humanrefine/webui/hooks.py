@@ -21,7 +21,7 @@ def untrack(state: JobState) -> None:
 def on_image_saved(params) -> None:
     """``on_image_saved``: write the report of a refined image beside it when the setting is on."""
     for state in _active:
-        report = state.reports.get(id(params.image))
+        report = state.report_for(params.image)
         if report is not None and state.settings.save_report:
             try:
                 write_report_beside(params, report)
