@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -334,6 +335,11 @@ def test_the_float_encoder_runs_the_int8_files_weights_without_quantized_activat
     graph = next(v for n, _w, v in dequantize._fields(model) if n == dequantize.MODEL_GRAPH)
     ops = [dequantize._node(v).op_type for n, _w, v in dequantize._fields(graph) if n == dequantize.GRAPH_NODE]
     assert "MatMulInteger" not in ops and "DynamicQuantizeLinear" not in ops and ops.count("MatMul") == 97
+    if x86_without_vnni():
+        pytest.skip(
+            "the INT8 file's own output is no reference on an x86 CPU without VNNI: onnxruntime's 8-bit "
+            "products saturate there (cosine 0.37 to the float32 embedding on an AVX2-only AMD EPYC)"
+        )
     x = to_tensor([whole_image(astronaut)])
     as_float = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(
         ["image_embeds"], {"pixel_values": x}
@@ -343,6 +349,16 @@ def test_the_float_encoder_runs_the_int8_files_weights_without_quantized_activat
     )[0]
     a, b = as_float[0] / np.linalg.norm(as_float[0]), as_int8[0] / np.linalg.norm(as_int8[0])
     assert 0.97 < float(a @ b) < 0.99999  # the same weights; only the activations' rounding differs
+
+
+def x86_without_vnni() -> bool:
+    """An x86 CPU (AVX2) without the VNNI dot-product instructions (Linux's /proc/cpuinfo flags)."""
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+        flags = set(next(line for line in cpuinfo if line.startswith("flags")).split())
+    except (OSError, StopIteration):
+        return False
+    return "avx2" in flags and not flags & {"avx512_vnni", "avx_vnni", "amx_int8"}
 
 
 def test_the_encoder_keeps_no_second_copy_of_the_float_model(encoder):
