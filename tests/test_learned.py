@@ -50,6 +50,38 @@ def test_crops_keep_the_whole_picture_and_pad_outside_it():
     assert tuple(corner[0, 0]) == heads_pad() and tuple(corner[-1, -1]) == (200, 200, 200)
 
 
+def test_steadying_is_a_jpeg_round_trip_that_keeps_the_colours():
+    from lib_humanrefine.learned.encoder import steadied
+
+    crop = np.zeros((224, 224, 3), np.uint8)
+    crop[:, :112] = (220, 30, 30)  # red on the left: a channel swap would turn it blue
+    crop[::8, 112:] = 255  # fine stripes on the right: JPEG at quality 60 smears them
+    out = steadied(crop)
+    assert out.shape == crop.shape and out.dtype == np.uint8
+    assert np.abs(out[:, :100].astype(int) - (220, 30, 30)).max() <= 8
+    assert not np.array_equal(out[:, 120:], crop[:, 120:])
+    assert np.array_equal(steadied(crop), out)  # deterministic
+
+
+def test_steadying_brings_a_pictures_saved_copies_closer(encoder, astronaut):
+    from lib_humanrefine.learned.encoder import to_tensor
+
+    copies = [
+        whole_image(recompressed(astronaut, fmt, opts))
+        for fmt, opts in (("png", {}), ("jpeg", {"quality": 90}), ("webp", {"quality": 80}))
+    ]
+    raw = np.array(
+        [encoder.session.run([encoder.output_name], {encoder.input_name: to_tensor([c])})[0][0] for c in copies]
+    )
+    raw /= np.linalg.norm(raw, axis=1, keepdims=True)
+    steady = encoder.embed(copies)
+
+    def spread(e):  # largest cosine distance between two copies
+        return max(1 - float(e[i] @ e[j]) for i in range(3) for j in range(i + 1, 3))
+
+    assert spread(steady) < 0.7 * spread(raw)
+
+
 def heads_pad():
     from lib_humanrefine.learned.encoder import PAD
 

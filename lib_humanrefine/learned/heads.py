@@ -13,6 +13,7 @@ the top part's kind was the worst-annotated one in 41 % of the malformed annotat
 way; image AUROC 0.72 against 0.70) and cost one encoder run per part (about 75 ms each, up to
 five), so version 2 dropped them. Version 3 reads the embeddings of the float32 encoder (see
 ``dequantize``); version 2's came from the INT8 activations, with the mirror image averaged in.
+Version 4 reads the embeddings of JPEG-steadied crops (``encoder.steadied``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numpy as np
 
 from ..errors import HumanRefineError
 
-HEADS_VERSION = 3
+HEADS_VERSION = 4
 PART_KINDS = ("hand", "face", "body")
 PRESETS = ("strict", "balanced", "relaxed")
 # Largest share of the development images' normal people each preset may flag (false alarms).
