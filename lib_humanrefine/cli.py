@@ -437,7 +437,7 @@ def cmd_train(args) -> int:
     models.model_path(models.ENCODER)
     if args.out.suffix != ".npz":
         raise BadImage(f"--out must name a .npz file, got {args.out}")
-    heads = train(args.data, args.out)
+    heads = train(args.data, args.out, progress=sys.stderr)  # the stream of this call, not of import time
     info = heads.info
     print(
         f"trained on {info['images']} images ({info['malformed']} malformed) in {info['groups']} groups; "

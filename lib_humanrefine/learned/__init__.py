@@ -3,8 +3,8 @@
 Whether an image is malformed comes from the image head (calibrated probability); which part is
 to blame from the landmark signals and each kind's share of the blame learned in training: each
 part gets a learned signal of ``image score x its kind's share``, where the most blamed kind
-present has share 1 (``Heads.part_shares``). The landmark signals stay, weighted by what training
-measured they add (``Heads.landmark_weight``).
+present has share 1 (``Heads.part_shares``). The landmark signals stay, at a small weight
+(``Heads.landmark_weight``, fixed by training: ``train.LANDMARK_WEIGHT``).
 
 Optional by design: without onnxruntime, the encoder file or usable heads, ``learned_check``
 returns a one-line note and the diagnosis keeps its landmark signals.

@@ -3,7 +3,6 @@ re-compression, the shipped heads' presets, and the cross-validated figures (``e
 
 from __future__ import annotations
 
-import io
 import time
 from pathlib import Path
 from typing import TextIO
@@ -11,19 +10,10 @@ from typing import TextIO
 import numpy as np
 
 from .. import models
-from .data import FolderInfo, Sample, fingerprint
+from .data import RECOMPRESSIONS, FolderInfo, Sample, fingerprint, recompressed
 from .train import Features, features_from_diagnosis
 
-# The same picture as a lossless PNG, a JPEG at quality 90 and a WebP at quality 80.
-RECOMPRESSIONS = (("png", {}), ("jpeg", {"quality": 90}), ("webp", {"quality": 80}))
-
-
-def recompressed(image: np.ndarray, fmt: str, options: dict) -> np.ndarray:
-    from PIL import Image
-
-    from ..atomic import encoded
-
-    return np.asarray(Image.open(io.BytesIO(encoded(image, fmt, **options))).convert("RGB"))
+__all__ = ["RECOMPRESSIONS", "LearnedBench", "recompressed"]
 
 
 class LearnedBench:
@@ -73,6 +63,8 @@ class LearnedBench:
             for fmt, options in RECOMPRESSIONS[1:]:
                 _d, again = diagnose_image(recompressed(image, fmt, options), threshold=self.threshold, tta=tta)
                 scores.append(again.score)
+                if again.learned is not None:  # the held-out heads train on the copies, as ``train`` does
+                    features.copies.append(again.learned.image_embedding)
             self.swings.append((max(scores) - min(scores), item.path.name))
 
     def figures(self, progress: TextIO | None = None) -> dict:

@@ -60,7 +60,6 @@ def crossval(features: list[Features], encoder_sha256: str, masks: dict[int, np.
     image_probability = np.full(len(rows), np.nan)
     top_part: list[int | None] = [None] * len(rows)
     thresholds = {p: np.full(len(rows), np.nan) for p in PRESETS}
-    weights = []
     for group in groups:
         test = [i for i, f in enumerate(rows) if f.sample.group == group]
         train = [f for f in rows if f.sample.group != group] + part_rows
@@ -68,7 +67,6 @@ def crossval(features: list[Features], encoder_sha256: str, masks: dict[int, np.
             heads = fit_heads(train, encoder_sha256)
         except Exception:  # a training side without both labels: these images stay unscored
             continue
-        weights.append(heads.landmark_weight)
         for i in test:
             f = rows[i]
             p_image, _learned, _shares, fused = score_features(heads, f.image_embedding, f.kinds, f.landmark_signals)
@@ -89,7 +87,6 @@ def crossval(features: list[Features], encoder_sha256: str, masks: dict[int, np.
         "scored": int(ok.sum()),
         "all": _separation(scores[ok], labels[ok]),
         "image_head_alone": _separation(image_probability[ok], labels[ok]),
-        "landmark_weight_chosen": sorted(set(weights)),
     }
     generated = ok & np.array([f.sample.generated for f in rows])
     if len(set(labels[generated].tolist())) == 2:
