@@ -66,10 +66,7 @@ def test_steadying_is_a_jpeg_round_trip_that_keeps_the_colours():
 def test_steadying_brings_a_pictures_saved_copies_closer(encoder, astronaut):
     from lib_humanrefine.learned.encoder import to_tensor
 
-    copies = [
-        whole_image(recompressed(astronaut, fmt, opts))
-        for fmt, opts in (("png", {}), ("jpeg", {"quality": 90}), ("webp", {"quality": 80}))
-    ]
+    copies = [whole_image(recompressed(astronaut, fmt, opts)) for fmt, opts in data.RECOMPRESSIONS]
     raw = np.array(
         [encoder.session.run([encoder.output_name], {encoder.input_name: to_tensor([c])})[0][0] for c in copies]
     )
@@ -195,10 +192,7 @@ def test_same_picture_as_png_jpeg_webp_keeps_its_verdict(models_ready, shared_da
 
     for name in ("annotated/hastings_dalle3_hug_01.png", "real/hamer_test1.jpg"):
         image = load_image(shared_data / name)
-        scores = [
-            diagnose_image(recompressed(image, fmt, opts))[1].score
-            for fmt, opts in (("png", {}), ("jpeg", {"quality": 90}), ("webp", {"quality": 80}))
-        ]
+        scores = [diagnose_image(recompressed(image, fmt, opts))[1].score for fmt, opts in data.RECOMPRESSIONS]
         assert max(scores) - min(scores) <= 0.1, (name, scores)
 
 

@@ -13,8 +13,6 @@ from .. import models
 from .data import RECOMPRESSIONS, FolderInfo, Sample, fingerprint, recompressed
 from .train import Features, features_from_diagnosis
 
-__all__ = ["RECOMPRESSIONS", "LearnedBench", "recompressed"]
-
 
 class LearnedBench:
     def __init__(self, threshold: float):
