@@ -12,7 +12,7 @@ from lib_humanrefine import cli, learned, models, teach
 from lib_humanrefine.diagnose import diagnose_image
 from lib_humanrefine.diagnose.report import image_dict, summary
 from lib_humanrefine.errors import BadImage, HumanRefineError
-from lib_humanrefine.learned import data, heads
+from lib_humanrefine.learned import data, heads, train
 from lib_humanrefine.learned.data import recompressed
 from lib_humanrefine.learned.encoder import Encoder, region_crop, whole_image
 
@@ -262,6 +262,7 @@ def test_training_is_reproducible_and_separates_its_tiny_set(encoder, shared_dat
     assert one.thresholds == two.thresholds and one.platt == two.platt
     assert one.blame == two.blame
     assert one.info["images"] == 8 and one.info["part_rows"]["hand"] == 2
+    assert one.info["nuisance_directions"] == train.NUISANCE_DIRECTIONS  # its re-saves were embedded
     # the image head separates the images it was trained on
     samples = [s for s in data.load_folder(folder) if s.part == "image"]
     from lib_humanrefine.images import load_image
@@ -272,9 +273,9 @@ def test_training_is_reproducible_and_separates_its_tiny_set(encoder, shared_dat
     assert min(positives) > max(negatives)
 
 
-def test_the_image_head_learns_from_each_pictures_copies_that_how_it_was_saved_says_nothing():
+def test_the_image_head_ignores_the_directions_that_re_saving_a_picture_moves():
     pytest.importorskip("sklearn")
-    from lib_humanrefine.learned.train import Features, fit_core
+    from lib_humanrefine.learned.train import Features, fit_core, nuisance_basis
 
     rng = np.random.default_rng(0)
 
@@ -286,12 +287,16 @@ def test_the_image_head_learns_from_each_pictures_copies_that_how_it_was_saved_s
     # in the originals, the malformed pictures all happen to be PNGs (+1) and the normal ones JPEGs (-1)
     originals = [Features(data.Sample(None, label), embedding(label, 1 if label else -1)) for label in [1, 0] * 10]
     alone = fit_core(originals, "sha").image.w
-    for f in originals:  # each picture saved the other way too
-        f.copies = [embedding(f.sample.label, -1 if f.sample.label else 1)]
-    with_copies = fit_core(originals, "sha").image.w
+    assert nuisance_basis(originals) is None
+    for f in originals:  # each picture re-saved: the same picture, moved along axis 1 only
+        f.resaves = [f.image_embedding + shift * np.eye(512)[1] for shift in (-1.5, 0.5, 2.0)]
+    basis = nuisance_basis(originals)
+    assert basis.shape == (512, 1) and abs(basis[1, 0]) > 0.999  # the shifts' rank: one direction
+    head = fit_core(originals, "sha").image
     assert alone[1] > 0.5 * alone[0]  # the originals alone teach that the format tells
-    assert abs(with_copies[1]) < 0.1 * with_copies[0]  # their copies unteach it
-    assert with_copies[0] > 0.5 * alone[0]
+    assert abs(head.w[1]) < 1e-9 and head.w[0] > 0.5 * alone[0]  # re-saving unteaches it, nothing else
+    e = originals[0].image_embedding
+    assert head.logit(e) == pytest.approx(head.logit(e + 3.0 * np.eye(512)[1]))
 
 
 def test_each_kinds_share_of_blame_is_its_malformed_rate_in_malformed_images_and_crop_rows():
@@ -429,8 +434,6 @@ def test_a_file_the_rewrite_does_not_know_is_refused_in_one_line():
 
 def test_the_landmark_weight_stays_fixed_where_a_larger_one_scores_better_out_of_fold(monkeypatch):
     """Picking it per training set chased noise held out and moved verdicts under re-compression."""
-    from lib_humanrefine.learned import train
-
     used = []
 
     def fused_scores(oof, platt, weight):  # a larger weight would separate these four perfectly

@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import models
 from .data import RECOMPRESSIONS, FolderInfo, Sample, fingerprint, recompressed
-from .train import Features, features_from_diagnosis
+from .train import Features, features_from_diagnosis, resave_embeddings
 
 
 class LearnedBench:
@@ -26,7 +26,7 @@ class LearnedBench:
         if encoder is not None:  # load and run once: the memory a WebUI process pays for the check
             encoder.embed([np.zeros((SIZE, SIZE, 3), np.uint8)])
         self.rss_mb_encoder = round(rss_mb() - before, 1) if encoder is not None else None
-        self.heads, self.note, self.heads_file = heads, note, heads_path()
+        self.encoder, self.heads, self.note, self.heads_file = encoder, heads, note, heads_path()
         self.features: list[Features] = []
         self.scores: list[tuple[float, int]] = []
         self.masks: dict[int, np.ndarray] = {}
@@ -56,13 +56,12 @@ class LearnedBench:
         if mask is not None:
             self.masks[len(self.features)] = mask
         self.features.append(features)
+        features.resaves = resave_embeddings(self.encoder, image)  # the held-out heads train as ``train`` does
         if stability:
             scores = [diagnosis.score]  # the decoded pixels themselves = the PNG copy
             for fmt, options in RECOMPRESSIONS[1:]:
                 _d, again = diagnose_image(recompressed(image, fmt, options), threshold=self.threshold, tta=tta)
                 scores.append(again.score)
-                if again.learned is not None:  # the held-out heads train on the copies, as ``train`` does
-                    features.copies.append(again.learned.image_embedding)
             self.swings.append((max(scores) - min(scores), item.path.name))
 
     def figures(self, progress: TextIO | None = None) -> dict:

@@ -24,8 +24,12 @@ import numpy as np
 from ..errors import BadImage
 
 # The same picture as a lossless PNG, a JPEG at quality 90 and a WebP at quality 80: ``bench``
-# measures how far the verdict moves between them, and training fits the image head on all three.
+# measures how far the verdict moves between them.
 RECOMPRESSIONS = (("png", {}), ("jpeg", {"quality": 90}), ("webp", {"quality": 80}))
+# Other ways of re-saving a picture (format, Pillow options, scale), deliberately none of the above:
+# training learns from them which directions of the embedding only re-saving moves, and the image
+# head ignores those (``train.nuisance_basis``); ``bench``'s copies then check that on others.
+RESAVES = (("jpeg", {"quality": 75}, 1.0), ("webp", {"quality": 60}, 1.0), ("jpeg", {"quality": 95}, 0.8))
 
 PARTS = ("image", "hand", "face", "body")
 SEVERITY_COLUMNS = ("torso", "limbs", "feet", "hands", "face")
@@ -163,10 +167,15 @@ def part_label(sample: Sample, kind: str, box, mask: np.ndarray | None) -> int:
     return -1
 
 
-def recompressed(image: np.ndarray, fmt: str, options: dict) -> np.ndarray:
-    """The RGB image saved as ``fmt`` with these Pillow options and decoded again."""
+def recompressed(image: np.ndarray, fmt: str, options: dict, scale: float = 1.0) -> np.ndarray:
+    """The RGB image (resized by ``scale`` first) saved as ``fmt`` with these Pillow options and decoded again."""
+    import cv2
     from PIL import Image
 
     from ..atomic import encoded
 
+    if scale != 1.0:
+        height, width = image.shape[:2]
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     return np.asarray(Image.open(io.BytesIO(encoded(image, fmt, **options))).convert("RGB"))
