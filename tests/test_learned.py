@@ -328,12 +328,41 @@ def test_bench_cross_validates_by_group_and_skips_part_rows(models_ready, shared
     _tiny_set(shared_data, tmp_path)
     items = load_labels(tmp_path / "labels.csv", tmp_path)
     assert len(items) == 8  # the two hand crops are training rows, not pictures
-    figures = run_bench(items, threshold=0.7, tta=False, stability=False)
+    figures = run_bench(items, threshold=0.7, tta=False, stability=True)
     cv = figures["learned_cv"]
     # groups ai (3 malformed), gen (1 + 1), real (3 normal): only holding out gen leaves both labels to train on
     assert cv["scored"] == 2 and cv["all"]["n_pos"] == 1 and cv["all"]["n_neg"] == 1
+    assert figures["stability"]["images"] == 8  # the shipped heads on every picture's copies
+    assert cv["stability_held_out"]["images"] == 2  # the held-out heads on the scored pictures' copies
+    assert 0 <= cv["stability_held_out"]["worst_swing"] <= 1
     assert figures["learned"]["note"] is None and figures["learned"]["rss_mb_encoder"] is not None
     assert set(figures["learned"]["presets_on_these_images"]) == {"strict", "balanced", "relaxed"}
+
+
+def test_the_held_out_swing_scores_each_pictures_copies_with_its_held_out_heads():
+    pytest.importorskip("sklearn")
+    from lib_humanrefine.learned.evaluate import crossval
+    from lib_humanrefine.learned.train import Features
+
+    rng = np.random.default_rng(1)
+
+    def picture(n, label, group):
+        e = np.zeros(512)
+        e[0], e[1:9] = (1.0 if label else -1.0) + rng.normal(0, 0.5), rng.normal(0, 0.3, 8)
+        sample = data.Sample(Path(f"{group}_{n}.png"), label, group=group)
+        return Features(sample, e, ["hand"], [[0.0]], [label], [(0, 0, 1, 1)])
+
+    rows = [picture(n, n % 2, group) for group in ("a", "b", "c") for n in range(8)]
+    same = {i: [Features(f.sample, f.image_embedding.copy(), f.kinds, f.landmark_signals)] for i, f in enumerate(rows)}
+    assert crossval(rows, "sha", copies=same)["stability_held_out"] == {
+        "images": 24, "worst_swing": 0.0, "worst_image": rows[0].sample.path.name, "mean_swing": 0.0,
+        "images_over_0.1": 0,
+    }  # fmt: skip
+    moved = dict(same)  # one malformed picture whose copy looks like a normal one
+    moved[5] = [Features(rows[5].sample, rows[5].image_embedding - 2 * np.eye(512)[0], ["hand"], [[0.0]])]
+    held_out = crossval(rows, "sha", copies=moved)["stability_held_out"]
+    assert held_out["worst_image"] == "a_5.png" and held_out["worst_swing"] > 0.1
+    assert held_out["images_over_0.1"] == 1
 
 
 def test_train_rejects_a_folder_without_labels(tmp_path):

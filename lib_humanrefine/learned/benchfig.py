@@ -30,6 +30,7 @@ class LearnedBench:
         self.features: list[Features] = []
         self.scores: list[tuple[float, int]] = []
         self.masks: dict[int, np.ndarray] = {}
+        self.copies: dict[int, list[Features]] = {}  # the stability pass's copies, for the held-out swing
         self.in_training = 0
         self.swings: list[tuple[float, str]] = []
         self.no_learned_ms: list[float] = []
@@ -59,9 +60,13 @@ class LearnedBench:
         features.resaves = resave_embeddings(self.encoder, image)  # the held-out heads train as ``train`` does
         if stability:
             scores = [diagnosis.score]  # the decoded pixels themselves = the PNG copy
+            copies = self.copies.setdefault(len(self.features) - 1, [])
             for fmt, options in RECOMPRESSIONS[1:]:
                 _d, again = diagnose_image(recompressed(image, fmt, options), threshold=self.threshold, tta=tta)
                 scores.append(again.score)
+                copy = features_from_diagnosis(sample, again, mask)
+                if copy is not None:
+                    copies.append(copy)
             self.swings.append((max(scores) - min(scores), item.path.name))
 
     def figures(self, progress: TextIO | None = None) -> dict:
@@ -108,7 +113,7 @@ class LearnedBench:
 
                 start = time.perf_counter()
                 sha = models.MODELS[models.ENCODER].sha256
-                out["learned_cv"] = crossval(self.features, sha, self.masks)
+                out["learned_cv"] = crossval(self.features, sha, self.masks, self.copies)
                 if progress:
                     print(f"cross-validation: {time.perf_counter() - start:.0f} s", file=progress)
             except HumanRefineError as exc:  # scikit-learn is a development requirement

@@ -49,8 +49,21 @@ def _separation(scores: np.ndarray, labels: np.ndarray) -> dict:
     }
 
 
-def crossval(features: list[Features], encoder_sha256: str, masks: dict[int, np.ndarray] | None = None) -> dict:
-    """Leave-one-group-out figures. ``masks``: index into the whole-image rows -> malformed-region mask."""
+def _scored(heads, f: Features) -> tuple[float, list[float], float]:
+    """(image probability, each part's fused score, the image's score) as the diagnosis computes them."""
+    p_image, _learned, _shares, fused = score_features(heads, f.image_embedding, f.kinds, f.landmark_signals)
+    return p_image, fused, max(fused) if fused else p_image
+
+
+def crossval(
+    features: list[Features],
+    encoder_sha256: str,
+    masks: dict[int, np.ndarray] | None = None,
+    copies: dict[int, list[Features]] | None = None,
+) -> dict:
+    """Leave-one-group-out figures. ``masks``: index into the whole-image rows -> malformed-region
+    mask; ``copies``: the same index -> the picture saved other ways (bench's JPEG q90 and WebP q80),
+    scored by the same held-out heads for the held-out swing."""
     from ..bench import inside_fraction
 
     rows = _image_rows(features)
@@ -60,6 +73,7 @@ def crossval(features: list[Features], encoder_sha256: str, masks: dict[int, np.
     image_probability = np.full(len(rows), np.nan)
     top_part: list[int | None] = [None] * len(rows)
     thresholds = {p: np.full(len(rows), np.nan) for p in PRESETS}
+    swings: dict[int, float] = {}
     for group in groups:
         test = [i for i, f in enumerate(rows) if f.sample.group == group]
         train = [f for f in rows if f.sample.group != group] + part_rows
@@ -69,10 +83,11 @@ def crossval(features: list[Features], encoder_sha256: str, masks: dict[int, np.
             continue
         for i in test:
             f = rows[i]
-            p_image, _learned, _shares, fused = score_features(heads, f.image_embedding, f.kinds, f.landmark_signals)
-            image_probability[i] = p_image
-            scores[i] = max(fused) if fused else p_image
+            image_probability[i], fused, scores[i] = _scored(heads, f)
             top_part[i] = int(np.argmax(fused)) if fused else None
+            if copies and copies.get(i):
+                saved = [scores[i]] + [_scored(heads, c)[2] for c in copies[i]]
+                swings[i] = max(saved) - min(saved)
             for preset in PRESETS:
                 thresholds[preset][i] = heads.thresholds.get(preset, np.nan)
     labels = np.array([f.sample.label for f in rows])
@@ -88,6 +103,13 @@ def crossval(features: list[Features], encoder_sha256: str, masks: dict[int, np.
         "all": _separation(scores[ok], labels[ok]),
         "image_head_alone": _separation(image_probability[ok], labels[ok]),
     }
+    if swings:
+        worst = max(swings, key=swings.get)
+        result["stability_held_out"] = {
+            "images": len(swings), "worst_swing": round(swings[worst], 4), "worst_image": rows[worst].sample.path.name,
+            "mean_swing": round(float(np.mean(list(swings.values()))), 4),
+            "images_over_0.1": sum(v > 0.1 for v in swings.values()),
+        }  # fmt: skip
     generated = ok & np.array([f.sample.generated for f in rows])
     if len(set(labels[generated].tolist())) == 2:
         result["generated_only"] = _separation(scores[generated], labels[generated])
