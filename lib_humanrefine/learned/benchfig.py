@@ -54,19 +54,21 @@ class LearnedBench:
             return
         if self.heads is not None and len(self.heads.trained_images):
             self.in_training += fingerprint(item.path) in set(self.heads.trained_images.tolist())
+        index = len(self.features)  # masks and copies are keyed by the image's place in features
         if mask is not None:
-            self.masks[len(self.features)] = mask
+            self.masks[index] = mask
         self.features.append(features)
         features.resaves = resave_embeddings(self.encoder, image)  # the held-out heads train as ``train`` does
         if stability:
             scores = [diagnosis.score]  # the decoded pixels themselves = the PNG copy
-            copies = self.copies.setdefault(len(self.features) - 1, [])
+            copies = []
             for fmt, options in RECOMPRESSIONS[1:]:
                 _d, again = diagnose_image(recompressed(image, fmt, options), threshold=self.threshold, tta=tta)
                 scores.append(again.score)
                 copy = features_from_diagnosis(sample, again, mask)
                 if copy is not None:
                     copies.append(copy)
+            self.copies[index] = copies
             self.swings.append((max(scores) - min(scores), item.path.name))
 
     def figures(self, progress: TextIO | None = None) -> dict:
