@@ -366,6 +366,32 @@ def test_the_held_out_swing_scores_each_pictures_copies_with_its_held_out_heads(
     assert held_out["images_over_0.1"] == 1
 
 
+def test_held_out_presets_count_false_alarms_among_normal_generated_pictures_apart():
+    pytest.importorskip("sklearn")
+    from lib_humanrefine.learned.evaluate import crossval
+    from lib_humanrefine.learned.train import Features
+
+    rng = np.random.default_rng(2)
+
+    def picture(n, label, kind, centre, group):
+        e = np.zeros(512)
+        e[0], e[1:9] = centre + rng.normal(0, 0.4), rng.normal(0, 0.3, 8)
+        return Features(data.Sample(Path(f"{group}_{n}.png"), label, kind=kind, group=group), e, ["hand"], [[0.0]])
+
+    rows = []
+    for group in ("a", "b", "c", "d"):
+        rows += [picture(n, 1, "generated-malformed", 1.0, group) for n in range(4)]
+        rows += [picture(n, 0, "generated-normal", 0.3, group) for n in range(4, 7)]
+        rows += [picture(n, 0, "photo", -4.0, group) for n in range(7, 10)]  # never flagged
+    presets = crossval(rows, "sha")["presets_held_out"]
+    for preset in presets.values():  # all false alarms are generated pictures: half the normal ones
+        assert preset["false_alarms_generated"] == pytest.approx(2 * preset["false_alarms"], abs=1e-3)
+    assert presets["strict"]["false_alarms_generated"] > 0
+    for f in rows:
+        f.sample.kind = "photo" if f.sample.label == 0 else f.sample.kind
+    assert crossval(rows, "sha")["presets_held_out"]["strict"]["false_alarms_generated"] is None
+
+
 def test_train_rejects_a_folder_without_labels(tmp_path):
     assert cli.main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "h.npz")]) == 2
 
