@@ -442,7 +442,8 @@ def cmd_train(args) -> int:
     print(
         f"trained on {info['images']} images ({info['malformed']} malformed) in {info['groups']} groups; "
         f"part labels {info['part_labels']}; landmark weight {heads.landmark_weight}; "
-        f"re-save directions ignored {info.get('nuisance_directions', 0)}"
+        f"re-save directions ignored {info.get('nuisance_directions', 0)}; "
+        f"C {info.get('C')} (grouped out-of-fold AUROC per C: {info.get('C_out_of_fold_auroc')})"
     )
     oof = info.get("out_of_fold") or {}
     print(f"grouped out-of-fold AUROC {oof.get('auroc')}; presets {oof.get('presets')}")

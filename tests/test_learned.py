@@ -264,6 +264,7 @@ def test_training_is_reproducible_and_separates_its_tiny_set(encoder, shared_dat
     assert one.blame == two.blame
     assert one.info["images"] == 8 and one.info["part_rows"]["hand"] == 2
     assert one.info["nuisance_directions"] == train.NUISANCE_DIRECTIONS  # its re-saves were embedded
+    assert one.info["C"] in train.C_CHOICES and f"C {one.info['C']} (grouped out-of-fold AUROC" in printed
     # the image head separates the images it was trained on
     samples = [s for s in data.load_folder(folder) if s.part == "image"]
     from lib_humanrefine.images import load_image
@@ -502,6 +503,43 @@ def test_the_landmark_weight_stays_fixed_where_a_larger_one_scores_better_out_of
     calibrated = train.calibrate(heads.Heads("", heads.Linear(np.zeros(2), 0.0)), oof)
     assert calibrated.landmark_weight == train.LANDMARK_WEIGHT == 0.05 and set(used) == {0.05}
     assert calibrated.info["out_of_fold"]["auroc"] == 0.75  # measured at that weight
+
+
+def test_the_image_heads_c_is_the_one_that_tells_generated_images_apart_best_out_of_fold(monkeypatch):
+    """The WebUI judges generated pictures: a C that only sorts photos from generated images loses."""
+    pytest.importorskip("sklearn")
+    kinds = ["photo"] * 4 + ["generated-malformed"] * 3 + ["generated-normal"] * 3
+    rows = [
+        train.Features(data.Sample(None, int(k == "generated-malformed"), kind=k, group=str(n % 3)), np.zeros(2))
+        for n, k in enumerate(kinds)
+    ]
+    photos_low = [-5.0] * 4 + [1.0, 0.2, -0.1] + [0.5, 0.0, 0.3]  # all images 16/21, generated 4/9
+    generated_apart = [0.0, 2.0, -1.0, 1.5] + [1.0, 0.9, 0.8] + [0.0, 0.1, 0.2]  # all 15/21, generated 9/9
+    logits = {1.0: photos_low, 3.0: photos_low, 10.0: generated_apart, 30.0: generated_apart, 100.0: generated_apart}
+    seen = []
+
+    def out_of_fold(features, encoder_sha256, folds=train.INNER_FOLDS, c=train.FALLBACK_C):
+        seen.append(c)
+        return train.OutOfFold(features, np.array(logits[c]), [[] for _ in features])
+
+    monkeypatch.setattr(train, "out_of_fold", out_of_fold)
+    c, choices = train.choose_c(rows, "sha")
+    assert seen == list(train.C_CHOICES) and choices[1.0] == pytest.approx(4 / 9) and choices[30.0] == 1.0
+    assert c == 10.0  # the best on the generated images; of equals, the smaller C
+    for f in rows:  # no normal generated image left: judged on all images instead
+        f.sample.kind = "photo" if f.sample.label == 0 else f.sample.kind
+    assert train.choose_c(rows, "sha")[0] == 1.0
+
+
+def test_one_group_leaves_nothing_to_choose_c_on_and_trains_with_the_fallback():
+    pytest.importorskip("sklearn")
+    rows = [
+        train.Features(data.Sample(None, label, kind="generated", group="one"), np.eye(512)[label] + 0.01 * n)
+        for n, label in enumerate([0, 1] * 4)
+    ]
+    assert train.choose_c(rows, "sha") == (train.FALLBACK_C, {})
+    fitted = train.fit_heads(rows, "sha")
+    assert fitted.info["C"] == train.FALLBACK_C and fitted.info["out_of_fold"] is None
 
 
 def test_out_of_fold_scores_that_rank_backwards_do_not_turn_the_image_head_around():
