@@ -523,9 +523,10 @@ def test_the_image_heads_c_is_the_one_that_tells_generated_images_apart_best_out
         return train.OutOfFold(features, np.array(logits[c]), [[] for _ in features])
 
     monkeypatch.setattr(train, "out_of_fold", out_of_fold)
-    c, choices = train.choose_c(rows, "sha")
+    c, choices, oof = train.choose_c(rows, "sha")
     assert seen == list(train.C_CHOICES) and choices[1.0] == pytest.approx(4 / 9) and choices[30.0] == 1.0
     assert c == 10.0  # the best on the generated images; of equals, the smaller C
+    assert list(oof.image_logits) == generated_apart  # its out-of-fold scores, kept for calibration
     for f in rows:  # no normal generated image left: judged on all images instead
         f.sample.kind = "photo" if f.sample.label == 0 else f.sample.kind
     assert train.choose_c(rows, "sha")[0] == 1.0
@@ -537,7 +538,7 @@ def test_one_group_leaves_nothing_to_choose_c_on_and_trains_with_the_fallback():
         train.Features(data.Sample(None, label, kind="generated", group="one"), np.eye(512)[label] + 0.01 * n)
         for n, label in enumerate([0, 1] * 4)
     ]
-    assert train.choose_c(rows, "sha") == (train.FALLBACK_C, {})
+    assert train.choose_c(rows, "sha") == (train.FALLBACK_C, {}, None)
     fitted = train.fit_heads(rows, "sha")
     assert fitted.info["C"] == train.FALLBACK_C and fitted.info["out_of_fold"] is None
 

@@ -139,7 +139,6 @@ def crossval(
     for preset in PRESETS:
         t = thresholds[preset]
         flagged = ok & ~np.isnan(t) & (scores >= np.nan_to_num(t, nan=np.inf))
-
         presets[preset] = {
             "recall": _share(flagged, ok & (labels == 1)),
             "false_alarms": _share(flagged, ok & (labels == 0)),

@@ -253,25 +253,26 @@ def out_of_fold(
     return OutOfFold(rows, image_logits, part_shares)
 
 
-def choose_c(features: list[Features], encoder_sha256: str) -> tuple[float, dict[float, float]]:
-    """The image head's C (see C_CHOICES) and each candidate's grouped out-of-fold AUROC, measured
-    on the generated images when both labels are among them (at least two of each), else on all."""
+def choose_c(features: list[Features], encoder_sha256: str) -> tuple[float, dict[float, float], OutOfFold | None]:
+    """The image head's C (see C_CHOICES), each candidate's grouped out-of-fold AUROC, measured on
+    the generated images when both labels are among them (at least two of each), else on all, and
+    the out-of-fold scores at the chosen C (for calibration; None without two groups)."""
     choices: dict[float, float] = {}
+    scores: dict[float, OutOfFold] = {}
     try:
         for c in C_CHOICES:
-            oof = out_of_fold(features, encoder_sha256, c=c)
+            oof = scores[c] = out_of_fold(features, encoder_sha256, c=c)
             y = np.array([f.sample.label for f in oof.features])
             ok = ~np.isnan(oof.image_logits)
             generated = ok & np.array([f.sample.generated for f in oof.features])
             judged = generated if min((y[generated] == 0).sum(), (y[generated] == 1).sum()) >= 2 else ok
             choices[c] = auroc(oof.image_logits[judged], y[judged])
     except HumanRefineError:  # fewer than two groups
-        return FALLBACK_C, {}
+        return FALLBACK_C, {}, None
     scored = {c: v for c, v in choices.items() if not np.isnan(v)}
-    if not scored:
-        return FALLBACK_C, choices
-    best = max(scored.values())
-    return min(c for c, v in scored.items() if v >= best - 1e-9), choices
+    best = max(scored.values(), default=np.nan)
+    chosen = min((c for c, v in scored.items() if v >= best - 1e-9), default=FALLBACK_C)
+    return chosen, choices, scores[chosen]  # FALLBACK_C is one of C_CHOICES
 
 
 def fused_scores(oof: OutOfFold, platt: tuple[float, float], weight: float) -> np.ndarray:
@@ -340,12 +341,12 @@ def calibrate(heads: Heads, oof: OutOfFold) -> Heads:
 
 def fit_heads(features: list[Features], encoder_sha256: str) -> Heads:
     """Fitted and calibrated heads for these samples."""
-    c, choices = choose_c(features, encoder_sha256)
+    c, choices, oof = choose_c(features, encoder_sha256)
     heads = fit_core(features, encoder_sha256, c)
-    try:
-        heads = calibrate(heads, out_of_fold(features, encoder_sha256, c=c))
-    except HumanRefineError:  # one group only: no honest calibration possible
+    if oof is None:  # one group only: no honest calibration possible
         heads.info["out_of_fold"] = None
+    else:
+        heads = calibrate(heads, oof)
     rows = _image_rows(features)
     heads.info.update(
         images=len(rows),
