@@ -112,7 +112,12 @@ def run_bench(
     rss_start = rss_mb()
     scores, labels, kinds, latencies, hands_found = [], [], [], [], []
     kind_scores: dict[str, list[float]] = {kind: [] for kind in ("hand", "face", "body")}  # best part per image
-    coverage = {"images_with_mask": 0, "hand_overlaps_mask": 0, "top_flagged_inside_mask": 0}
+    coverage = {
+        "images_with_mask": 0,
+        "hand_overlaps_mask": 0,
+        "top_flagged_inside_mask": 0,
+        "top_flagged_focus_inside_mask": 0,  # the top flagged part's focus (a hand's fingers) instead of its box
+    }
     target_latencies, stage_ms = [], {}  # the speed target: ~1024 px images with at most 2 people
     # Refinement cost of the default plans (SD 1.5, 20 steps) per policy, against one ADetailer-style
     # pass per detected hand and face; and what refining adds to a clean image under "flagged".
@@ -179,6 +184,9 @@ def run_bench(
             coverage["hand_overlaps_mask"] += any(inside_fraction(mask, box) > 0 for box in hand_boxes)
             flagged = diagnosis.flagged()
             coverage["top_flagged_inside_mask"] += bool(flagged) and inside_fraction(mask, flagged[0].box) >= 0.5
+            coverage["top_flagged_focus_inside_mask"] += (
+                bool(flagged) and inside_fraction(mask, flagged[0].focus or flagged[0].box) >= 0.5
+            )
         if progress:
             print(
                 f"{item.path.name:50} label={item.label} score={diagnosis.score:.3f} {latencies[-1]:.0f} ms",

@@ -68,3 +68,17 @@ def test_inside_fraction_counts_only_the_in_image_part_of_a_box():
     assert inside_fraction(mask, (5, 0, 15, 10)) == 1.0  # beyond the right edge
     assert inside_fraction(mask, (-5, 0, 5, 10)) == 0.0  # beyond the left edge
     assert inside_fraction(mask, (20, 20, 30, 30)) == 0.0  # wholly outside
+
+
+def test_a_malformed_hands_focus_lies_on_the_marked_fingers_where_its_box_does_not(models_ready, shared_data):
+    # FoundHand's mask of foundhand_5 covers some fingers: most of the hand's box lies outside it
+    from lib_humanrefine.bench import inside_fraction, region_mask
+    from lib_humanrefine.diagnose import diagnose_image
+    from lib_humanrefine.images import load_image
+
+    path = shared_data / "ai" / "foundhand_5.jpg"
+    mask = region_mask(path)
+    _detections, diagnosis = diagnose_image(load_image(path), tta=False)
+    hands = [p for p in diagnosis.parts if p.kind == "hand"]
+    assert len(hands) == 1
+    assert inside_fraction(mask, hands[0].box) < 0.5 <= inside_fraction(mask, hands[0].focus)

@@ -122,3 +122,39 @@ def test_diagnosis_verdict_and_summary():
         np.zeros((800, 800, 3), np.uint8), Detections(800, 800, hands=[normal_hand()]), tta=False
     )
     assert calm.verdict == "ok" and summary(calm).startswith("ok 0.00")
+
+
+def test_a_hand_part_points_at_its_fingers_and_the_report_and_overlay_show_it():
+    from lib_humanrefine.diagnose.hands import FOCUS_SIDE
+    from lib_humanrefine.diagnose.overlay import BAD, draw_overlay
+    from lib_humanrefine.diagnose.report import part_dict
+
+    blank = np.zeros((800, 800, 3), np.uint8)
+    hand = stretch_bone(normal_hand(), "ring", 0, 3.0)
+    detections = Detections(800, 800, hands=[hand])
+    diagnosis = diagnose_detections(blank, detections, tta=False)
+    part = diagnosis.parts[0]
+    x0, y0, x1, y1 = part.focus
+    tips = hand.landmarks[[4, 8, 12, 16, 20], :2].mean(axis=0)
+    assert (x0 + x1) / 2 == pytest.approx(tips[0]) and (y0 + y1) / 2 == pytest.approx(tips[1])
+    assert x1 - x0 == pytest.approx(FOCUS_SIDE * hand.size) == pytest.approx(y1 - y0)
+    bx0, by0, bx1, by1 = part.box
+    assert (x1 - x0) * (y1 - y0) < 0.5 * (bx1 - bx0) * (by1 - by0)  # a part of the hand, not all of it
+    wrist = hand.landmarks[0]
+    assert not (x0 <= wrist[0] <= x1 and y0 <= wrist[1] <= y1)
+    assert part_dict(part)["focus"] == [round(float(v), 1) for v in part.focus]
+    # the focus square is drawn on a flagged hand only
+    top_edge = draw_overlay(blank, detections, diagnosis)[round(y0) - 1 : round(y0) + 2, round((x0 + x1) / 2)]
+    assert (top_edge == BAD).all(-1).any()
+    calm_detections = Detections(800, 800, hands=[normal_hand()])
+    calm = diagnose_detections(blank, calm_detections, tta=False)
+    assert calm.parts[0].focus is not None
+    assert not (draw_overlay(blank, calm_detections, calm) == BAD).all(-1).any()
+
+
+def test_faces_and_bodies_have_no_focus_narrower_than_their_box():
+    from lib_humanrefine.diagnose.report import part_dict
+
+    face = face_with_eyes()
+    diagnosis = diagnose_detections(np.zeros((800, 800, 3), np.uint8), Detections(800, 800, faces=[face]), tta=False)
+    assert diagnosis.parts[0].focus is None and part_dict(diagnosis.parts[0])["focus"] is None

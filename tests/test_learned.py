@@ -393,6 +393,34 @@ def test_held_out_presets_count_false_alarms_among_normal_generated_pictures_apa
     assert crossval(rows, "sha")["presets_held_out"]["strict"]["false_alarms_generated"] is None
 
 
+def test_where_counts_the_top_parts_focus_besides_its_box():
+    pytest.importorskip("sklearn")
+    from lib_humanrefine.learned.evaluate import crossval
+    from lib_humanrefine.learned.train import Features
+
+    rng = np.random.default_rng(3)
+    mask = np.zeros((100, 100), bool)
+    mask[0:40, 60:100] = True  # the malformed fingers: a corner of the hand's box
+
+    def picture(n, label, group, focus):
+        e = np.zeros(512)
+        e[0], e[1:9] = (1.0 if label else -1.0) + rng.normal(0, 0.3), rng.normal(0, 0.3, 8)
+        sample = data.Sample(Path(f"{group}_{n}.png"), label, group=group)
+        return Features(sample, e, ["hand"], [[0.0]], [label], [(0, 0, 100, 100)], focus_boxes=[focus])
+
+    on_the_fingers, elsewhere = (60, 0, 100, 40), (0, 60, 40, 100)
+    rows = [picture(n, n % 2, g, on_the_fingers if n < 4 else elsewhere) for g in ("a", "b", "c") for n in range(8)]
+    masks = {i: mask for i, f in enumerate(rows) if f.sample.label == 1}
+    coverage = crossval(rows, "sha", masks)["mask_coverage"]
+    # malformed pictures 1 and 3 of each group have their focus on the mask, 5 and 7 do not
+    assert coverage["images_with_mask"] == 12 and coverage["top_part_inside_mask"] == 0
+    assert coverage["top_part_focus_inside_mask"] == 6 and coverage["best_possible_with_focus"] == 6
+    assert coverage["top_flagged_focus_inside_mask"] <= 6
+    for f in rows:  # features from before focus boxes: the box stands in
+        f.focus_boxes = []
+    assert crossval(rows, "sha", masks)["mask_coverage"]["top_part_focus_inside_mask"] == 0
+
+
 def test_train_rejects_a_folder_without_labels(tmp_path):
     assert cli.main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "h.npz")]) == 2
 

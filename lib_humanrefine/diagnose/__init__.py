@@ -11,7 +11,7 @@ from ..errors import BadArgument
 from ..images import to_rgb_array
 from .bodies import body_signals
 from .faces import face_signals
-from .hands import hand_signals
+from .hands import finger_focus, hand_signals
 from .types import Diagnosis, Part, Signal
 
 __all__ = ["DEFAULT_THRESHOLD", "Diagnosis", "Part", "diagnose_detections", "diagnose_image"]
@@ -34,7 +34,7 @@ def diagnose_detections(
             signals.append(Signal("floating_hand", 1.0, 0.2, "hand not attached to any detected person", "hand"))
         if hand.extra.get("shares_wrist"):
             signals.append(Signal("shared_wrist", 1.0, 0.5, "a second hand at the same wrist", "hand"))
-        parts.append(Part("hand", hand.side, hand.person, hand.box, "hand", signals, index=i))
+        parts.append(Part("hand", hand.side, hand.person, hand.box, "hand", signals, index=i, focus=finger_focus(hand)))
     for i, face in enumerate(detections.faces):
         signals = face_signals(face, image if tta else None)
         parts.append(Part("face", None, face.person, face.box, "face", signals, index=i))

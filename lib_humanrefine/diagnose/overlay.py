@@ -1,5 +1,5 @@
-"""Overlay picture: skeletons, part boxes coloured by score, and each part's label, score and
-main reason."""
+"""Overlay picture: skeletons, part boxes coloured by score, each part's label, score and main
+reason, and inside a flagged hand a thinner square on its focus (the fingers)."""
 
 from __future__ import annotations
 
@@ -58,6 +58,9 @@ def draw_overlay(image: np.ndarray, detections: Detections, diagnosis: Diagnosis
             canvas, _pt((x0, y0)), _pt((x1, y1)), colour, line + (1 if part.score >= diagnosis.threshold else 0)
         )
         text = f"{part.label()} {part.score:.2f}"
+        if part.focus is not None and part.score >= diagnosis.threshold:  # where in a flagged part to look
+            fx0, fy0, fx1, fy1 = part.focus
+            cv2.rectangle(canvas, _pt((fx0, fy0)), _pt((fx1, fy1)), colour, line, cv2.LINE_AA)
         if part.reasons and part.score >= diagnosis.threshold / 2:
             reason = part.reasons[0]
             text += f": {reason if len(reason) <= 48 else reason[:47] + '...'}"

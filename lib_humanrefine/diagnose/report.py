@@ -14,6 +14,7 @@ def part_dict(part: Part) -> dict:
         "side": part.side,
         "person": part.person,
         "box": [round(float(v), 1) for v in part.box],
+        "focus": None if part.focus is None else [round(float(v), 1) for v in part.focus],
         "score": round(part.score, 3),
         "category": part.main_category,
         "reasons": part.reasons,

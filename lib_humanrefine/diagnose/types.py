@@ -53,6 +53,7 @@ class Part:
     category: str
     signals: list[Signal] = field(default_factory=list)
     index: int | None = None  # index into Detections.hands/faces (None for synthetic parts)
+    focus: Box | None = None  # where inside the box the error most likely is (hands: the fingers); None: all of it
 
     REASON_MIN = 0.15  # signals weaker than this (``strength``) are kept in ``signals`` but not told as reasons
 

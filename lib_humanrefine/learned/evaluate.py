@@ -153,6 +153,9 @@ def crossval(
             "top_part_inside_mask": 0,
             "top_flagged_inside_mask": 0,
             "top_part_is_best": 0,
+            # the same with the part's focus (a hand's fingers) in place of its box
+            "top_part_focus_inside_mask": 0,
+            "top_flagged_focus_inside_mask": 0,
         }
         for i, mask in masks.items():
             f, j = rows[i], top_part[i]
@@ -162,12 +165,25 @@ def crossval(
             if j is None:
                 continue
             inside = [inside_fraction(mask, box) for box in f.boxes]
+            focus_inside = inside_fraction(mask, _focus_boxes(f)[j]) >= 0.5
             coverage["top_part_inside_mask"] += inside[j] >= 0.5
             coverage["top_part_is_best"] += inside[j] > 0 and inside[j] == max(inside)
+            coverage["top_part_focus_inside_mask"] += focus_inside
             flagged = scores[i] >= thresholds["balanced"][i]
             coverage["top_flagged_inside_mask"] += bool(flagged and inside[j] >= 0.5)
+            coverage["top_flagged_focus_inside_mask"] += bool(flagged and focus_inside)
         coverage["best_possible_with_part_boxes"] = sum(
             any(inside_fraction(masks[i], b) >= 0.5 for b in rows[i].boxes) for i in masks if rows[i].sample.label == 1
         )
+        coverage["best_possible_with_focus"] = sum(
+            any(inside_fraction(masks[i], b) >= 0.5 for b in _focus_boxes(rows[i]))
+            for i in masks
+            if rows[i].sample.label == 1
+        )
         result["mask_coverage"] = coverage
     return result
+
+
+def _focus_boxes(f: Features) -> list:
+    """Each part's focus (features extracted before there were focus boxes: its box)."""
+    return f.focus_boxes if len(f.focus_boxes) == len(f.boxes) else f.boxes

@@ -87,6 +87,7 @@ class Features:
     fingerprint: int = 0
     # embeddings of the same picture re-saved (data.RESAVES): where re-saving moves it, nothing more
     resaves: list[np.ndarray] = field(default_factory=list)
+    focus_boxes: list = field(default_factory=list)  # per part: Part.focus, or its box when it has none
 
 
 def features_from_diagnosis(sample: Sample, diagnosis, mask: np.ndarray | None = None) -> Features | None:
@@ -102,6 +103,7 @@ def features_from_diagnosis(sample: Sample, diagnosis, mask: np.ndarray | None =
         landmark_signals=[list(s) for s in result.landmark_signals],
         part_labels=[part_label(sample, p.kind, p.box, mask) for p in parts],
         boxes=[tuple(p.box) for p in parts],
+        focus_boxes=[tuple(p.focus or p.box) for p in parts],
     )
 
 
@@ -134,7 +136,7 @@ def extract(samples: list[Sample], progress: TextIO | None = None) -> list[Featu
                     sample, learned.embed_image(encoder, image), [p.kind for p in parts],
                     [[s.score for s in p.signals] for p in parts],
                     [part_label(sample, p.kind, p.box, mask) for p in parts], [tuple(p.box) for p in parts],
-                    resaves=resave_embeddings(encoder, image),
+                    resaves=resave_embeddings(encoder, image), focus_boxes=[tuple(p.focus or p.box) for p in parts],
                 )
             )  # fmt: skip
         out[-1].fingerprint = fingerprint(sample.path)
