@@ -240,7 +240,8 @@ def _parts_to_refine(diagnosis: Diagnosis, options: PlanOptions) -> list[tuple[P
     if options.choices is None:
         chosen = [(p, c) for p, c in chosen if _step_kind(p) in options.kinds]
     order = {"pose": 0, "hand": 1, "face": 2}
-    return sorted(chosen, key=lambda pc: (order[_step_kind(pc[0])], -pc[0].score))
+    rank = {id(diagnosis.parts[i]): r for r, i in enumerate(diagnosis.worst_first())}
+    return sorted(chosen, key=lambda pc: (order[_step_kind(pc[0])], rank.get(id(pc[0]), len(rank))))
 
 
 def part_denoise(part: Part, options: PlanOptions) -> float:

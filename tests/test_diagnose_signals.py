@@ -158,3 +158,18 @@ def test_faces_and_bodies_have_no_focus_narrower_than_their_box():
     face = face_with_eyes()
     diagnosis = diagnose_detections(np.zeros((800, 800, 3), np.uint8), Detections(800, 800, faces=[face]), tta=False)
     assert diagnosis.parts[0].focus is None and part_dict(diagnosis.parts[0])["focus"] is None
+
+
+def test_equally_suspicious_parts_go_hands_first_then_the_larger_one():
+    from lib_humanrefine.diagnose.types import Diagnosis, Part
+
+    def part(kind, box, score):
+        return Part(kind, None, None, box, kind, [Signal("learned", score, score, "")])
+
+    small, large = part("hand", (0, 0, 50, 50), 0.8), part("hand", (100, 0, 200, 100), 0.8)
+    body, calm = part("body", (0, 0, 400, 400), 0.8), part("hand", (300, 300, 500, 500), 0.3)
+    diagnosis = Diagnosis(500, 500, [body, calm, small, large], threshold=0.5)
+    assert diagnosis.flagged() == [large, small, body]
+    assert diagnosis.worst_first() == [3, 2, 0, 1]
+    small.signals.append(Signal("bone_ratio", 2.5, 0.05, ""))  # landmark evidence still decides first
+    assert diagnosis.flagged()[0] is small

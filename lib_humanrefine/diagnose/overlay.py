@@ -51,7 +51,7 @@ def draw_overlay(image: np.ndarray, detections: Detections, diagnosis: Diagnosis
             for p in face.landmarks[::4]:
                 cv2.circle(canvas, _pt(p), max(1, line - 1), (180, 255, 180), -1)
     # Draw low scores first so flagged parts end on top.
-    for part in sorted(diagnosis.parts, key=lambda p: p.score):
+    for part in [diagnosis.parts[i] for i in reversed(diagnosis.worst_first())]:
         colour = score_colour(part.score, diagnosis.threshold)
         x0, y0, x1, y1 = part.box
         cv2.rectangle(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..diagnose.types import worst_first
 from . import score_features
 from .heads import PRESETS
 from .train import Features, _image_rows, fit_heads
@@ -89,7 +90,8 @@ def crossval(
         for i in test:
             f = rows[i]
             image_probability[i], fused, scores[i] = _scored(heads, f)
-            top_part[i] = int(np.argmax(fused)) if fused else None
+            boxes = f.boxes if len(f.boxes) == len(fused) else [(0, 0, 0, 0)] * len(fused)  # rows without boxes
+            top_part[i] = worst_first(fused, f.kinds, boxes)[0] if fused else None
             if copies and copies.get(i):
                 saved = [scores[i]] + [_scored(heads, c)[2] for c in copies[i]]
                 swings[i] = max(saved) - min(saved)

@@ -239,7 +239,7 @@ def part_rows(diagnosis: Diagnosis, args: ScriptArgs, settings: Settings) -> lis
         "face": (settings.reference_weight, "Reference weight"),
         "body": (settings.pose_weight, "OpenPose weight"),
     }
-    order = sorted(range(len(diagnosis.parts)), key=lambda i: -diagnosis.parts[i].score)[:MAX_PARTS]
+    order = diagnosis.worst_first()[:MAX_PARTS]
     names = part_names(diagnosis)
     rows = []
     for i in order:
