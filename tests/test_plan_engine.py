@@ -318,3 +318,14 @@ def test_plan_cli_rejects_bad_options(bad, tmp_path):
         [sys.executable, "-m", "lib_humanrefine", "plan", "x.png", *bad], capture_output=True, text=True, cwd=REPO
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+def test_of_two_equally_broken_hands_the_larger_is_fixed_first():
+    image = np.random.default_rng(0).integers(60, 200, (480, 640, 3), dtype=np.uint8)
+    small = stretch_bone(normal_hand(scale=30, origin=(150.0, 300.0)), "ring", 0, 3.0)
+    large = stretch_bone(normal_hand(scale=45, origin=(450.0, 300.0)), "ring", 0, 3.0)
+    det = Detections(640, 480, people=[], hands=[small, large])
+    diagnosis = diagnose_detections(image, det, tta=False)
+    assert diagnosis.parts[0].score == diagnosis.parts[1].score == 1.0
+    steps = make_plan(image, det, diagnosis, PlanOptions()).steps
+    assert [s.part.index for s in steps] == [1, 0]
