@@ -19,7 +19,7 @@ import secrets
 from collections.abc import Callable
 
 from .. import service
-from ..errors import ModelsMissing
+from ..errors import HumanRefineError, ModelsMissing
 from ..options import BadOptions, parse_request_options
 from . import current_settings, log, run_in_webui_queue, set_progress, use_webui_models_dir, user_message
 
@@ -85,6 +85,9 @@ def install_routes(app, credentials: dict[str, str] | None, run_refine: Callable
         except service.BadRequest as exc:
             return error(422, str(exc))
         except ModelsMissing as exc:
+            return error(503, user_message(exc))
+        except HumanRefineError as exc:  # the setup (runtime, model files), named with its fix: not a bug
+            log(f"{request.url.path} failed: {user_message(exc)}")
             return error(503, user_message(exc))
         except Exception as exc:  # a bug of ours: say so in one line, keep the server up
             log(f"{request.url.path} failed: {exc.__class__.__name__}: {exc}")
