@@ -90,20 +90,26 @@ class Features:
     focus_boxes: list = field(default_factory=list)  # per part: Part.focus, or its box when it has none
 
 
+def _part_fields(sample: Sample, parts, mask: np.ndarray | None) -> dict:
+    """What Features keeps of each diagnosed part: kind, label, box and focus (its box when it has none)."""
+    return {
+        "kinds": [p.kind for p in parts],
+        "part_labels": [part_label(sample, p.kind, p.box, mask) for p in parts],
+        "boxes": [tuple(p.box) for p in parts],
+        "focus_boxes": [tuple(p.focus or p.box) for p in parts],
+    }
+
+
 def features_from_diagnosis(sample: Sample, diagnosis, mask: np.ndarray | None = None) -> Features | None:
     """Features of an image diagnosed with the learned check (``diagnosis.learned``); None if it did not run."""
     result = diagnosis.learned
     if result is None:
         return None
-    parts = diagnosis.parts
     return Features(
         sample=sample,
         image_embedding=result.image_embedding,
-        kinds=[p.kind for p in parts],
         landmark_signals=[list(s) for s in result.landmark_signals],
-        part_labels=[part_label(sample, p.kind, p.box, mask) for p in parts],
-        boxes=[tuple(p.box) for p in parts],
-        focus_boxes=[tuple(p.focus or p.box) for p in parts],
+        **_part_fields(sample, diagnosis.parts, mask),
     )
 
 
@@ -129,16 +135,15 @@ def extract(samples: list[Sample], progress: TextIO | None = None) -> list[Featu
             out.append(Features(sample, None, [sample.part], [[]], [sample.label], [None]))
         else:
             _detections, diagnosis = diagnose_image(image, learned=False)
-            parts = diagnosis.parts
-            mask = region_mask(sample.path)
             out.append(
                 Features(
-                    sample, learned.embed_image(encoder, image), [p.kind for p in parts],
-                    [[s.score for s in p.signals] for p in parts],
-                    [part_label(sample, p.kind, p.box, mask) for p in parts], [tuple(p.box) for p in parts],
-                    resaves=resave_embeddings(encoder, image), focus_boxes=[tuple(p.focus or p.box) for p in parts],
+                    sample=sample,
+                    image_embedding=learned.embed_image(encoder, image),
+                    landmark_signals=[[s.score for s in p.signals] for p in diagnosis.parts],
+                    resaves=resave_embeddings(encoder, image),
+                    **_part_fields(sample, diagnosis.parts, region_mask(sample.path)),
                 )
-            )  # fmt: skip
+            )
         out[-1].fingerprint = fingerprint(sample.path)
         if progress:
             print(f"  [{n}/{len(samples)}] {sample.path.name} ({time.perf_counter() - start:.0f} s)", file=progress)
