@@ -244,7 +244,7 @@ def cmd_diagnose(args) -> int:
                 overlay_name = f"{output_stem(i, path)}_overlay.png"
                 save_png(args.out / overlay_name, draw_overlay(image, detections, diagnosis))
                 entry["overlay"] = overlay_name
-            top = diagnosis.flagged()[:1] or [diagnosis.parts[i] for i in diagnosis.worst_first()[:1]]
+            top = [diagnosis.parts[i] for i in diagnosis.worst_first()[:1]]  # the first flagged one when any is
             top_text = f"{top[0].label()} {top[0].score:.2f} {'; '.join(top[0].reasons[:1])}" if top else "-"
             print(
                 f"{str(path)[-40:]:40} {diagnosis.verdict:8} {diagnosis.score:5.2f}  {len(detections.people):3d} "
