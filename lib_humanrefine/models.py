@@ -166,8 +166,19 @@ def cli_command(args: list[str], folder: str | os.PathLike | None = None, python
     head = [python, "-m", "lib_humanrefine"]
     if folder != user_cache_dir() or os.environ.get(ENV_MODELS_DIR):
         head += ["--models-dir", str(folder)]
-    quote = subprocess.list2cmdline if sys.platform == "win32" else shlex.join
-    return quote(head + list(args))
+    return _shell_join(head + list(args))
+
+
+def pip_install_command(*args: str) -> str:
+    """``<this Python> -m pip install ARGS...``, quoted for this platform's shell: installs into the
+    environment that runs HumanRefine (the WebUI's venv inside a WebUI), not whatever ``pip`` is first
+    on the PATH."""
+    return _shell_join([sys.executable, "-m", "pip", "install", *args])
+
+
+def _shell_join(words: list[str]) -> str:
+    """One command line, quoted for this platform's shell."""
+    return subprocess.list2cmdline(words) if sys.platform == "win32" else shlex.join(words)
 
 
 def sha256_of(path: Path) -> str:

@@ -16,7 +16,6 @@ fastapi = pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from lib_humanrefine import service  # noqa: E402
-from lib_humanrefine.errors import HumanRefineError  # noqa: E402
 from lib_humanrefine.webui import api  # noqa: E402
 
 
@@ -170,16 +169,18 @@ def test_missing_models_give_503_with_the_command(tmp_path, astronaut_b64, monke
 
 
 def test_a_missing_runtime_gives_503_with_the_install_command_not_an_internal_error(astronaut_b64, monkeypatch):
+    import shlex
+    import sys
+
     from lib_humanrefine.detect import runtime
 
-    def no_litert():
-        raise HumanRefineError(f"HumanRefine needs the LiteRT runtime: pip install {runtime.LITERT_PIN}")
-
-    monkeypatch.setattr(runtime, "_interpreter_class", no_litert)
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)  # importing it fails
     monkeypatch.setattr(runtime, "_cache", {})
     response = make_client().post("/humanrefine/v1/diagnose", json={"image": astronaut_b64})
     detail = response.json()["detail"]
-    assert response.status_code == 503 and "pip install ai-edge-litert" in detail and "internal error" not in detail
+    assert response.status_code == 503 and "internal error" not in detail
+    # the pip of the Python that serves the API, not whatever pip is first on the PATH
+    assert f"{shlex.quote(sys.executable)} -m pip install ai-edge-litert==2.3.0" in detail
 
 
 def test_a_failing_host_keeps_the_image_and_says_why(models_ready, astronaut, astronaut_b64):

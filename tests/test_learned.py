@@ -144,6 +144,23 @@ def test_missing_encoder_falls_back_to_the_landmarks_and_says_so(models_ready, t
     assert "learned check off" in again.notes[0]
 
 
+def test_missing_onnxruntime_names_the_pip_of_the_python_in_use(models_ready, astronaut, fresh_learned, monkeypatch):
+    import importlib.util
+    import shlex
+    import sys
+
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name, *args):
+        return None if name == "onnxruntime" else real_find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    _det, diagnosis = diagnose_image(astronaut, tta=False)
+    assert diagnosis.image_score is None and len(diagnosis.notes) == 1
+    install = f"{shlex.quote(sys.executable)} -m pip install onnxruntime==1.23.2"
+    assert diagnosis.notes[0] == f"learned check off: onnxruntime is not installed ({install})"
+
+
 def test_heads_of_another_encoder_leave_the_landmark_diagnosis(models_ready, tmp_path, astronaut, fresh_learned):
     other = heads.load(heads.BUNDLED)
     other.encoder_sha256 = "f" * 64

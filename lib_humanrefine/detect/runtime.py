@@ -33,7 +33,7 @@ def _interpreter_class():
         from ai_edge_litert.interpreter import Interpreter
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise HumanRefineError(
-            f"HumanRefine needs the LiteRT runtime: pip install {LITERT_PIN} (import failed: {exc})"
+            f"HumanRefine needs the LiteRT runtime: {models.pip_install_command(LITERT_PIN)} (import failed: {exc})"
         ) from None
     return Interpreter
 
@@ -64,7 +64,7 @@ class Model:
             except (RuntimeError, ValueError) as exc:
                 raise HumanRefineError(
                     f"LiteRT failed running the model {self.name} ({_first_line(exc)}); reinstall the runtime: "
-                    f"pip install --force-reinstall {LITERT_PIN}"
+                    f"{models.pip_install_command('--force-reinstall', LITERT_PIN)}"
                 ) from None
 
 
@@ -86,7 +86,8 @@ def load(name: str) -> Model:
             except (RuntimeError, ValueError, OSError) as exc:
                 raise HumanRefineError(
                     f"LiteRT could not load the model {path} ({_first_line(exc)}); fetch the models again with "
-                    f"{models.fetch_command()} --force, or reinstall the runtime: pip install {LITERT_PIN}"
+                    f"{models.fetch_command()} --force, or reinstall the runtime: "
+                    f"{models.pip_install_command(LITERT_PIN)}"
                 ) from None
             inp = interpreter.get_input_details()[0]
             model = Model(

@@ -89,7 +89,10 @@ def _check(path: Path) -> tuple[Heads | None, str | None]:
     except HumanRefineError:
         return None, f"learned check off: the CLIP encoder is missing or corrupt; run: {models.fetch_command()}"
     if importlib.util.find_spec("onnxruntime") is None:
-        return None, "learned check off: onnxruntime is not installed (pip install onnxruntime==1.23.2)"
+        return (
+            None,
+            f"learned check off: onnxruntime is not installed ({models.pip_install_command('onnxruntime==1.23.2')})",
+        )
     return heads, None
 
 
