@@ -92,6 +92,9 @@ def test_bundled_heads_are_small_versioned_and_tied_to_the_pinned_encoder():
     # every kind has a share of the blame, the most often malformed kind the whole of it
     assert set(loaded.blame) == {"hand", "face", "body"} and max(loaded.blame.values()) == 1.0
     assert all(0 < v <= 1 for v in loaded.blame.values())
+    # the kind head knows the kinds the development images had as their worst: hands and people
+    assert loaded.kind.kinds == ("hand", "body") and loaded.kind.w.shape == (2, 512)
+    assert loaded.info["kind_head"] == ["hand", "body"]
     t = loaded.thresholds
     assert 0 < t["strict"] < t["balanced"] < t["relaxed"] <= 1
     assert loaded.info["images"] >= 100 and len(loaded.trained_images) >= loaded.info["images"]
@@ -109,7 +112,8 @@ def test_heads_for_another_encoder_or_version_are_refused_in_one_line(tmp_path, 
     monkeypatch.undo()
     with pytest.raises(heads.BadHeads) as err:
         heads.load(tmp_path / "old.npz")
-    assert "version 1" in str(err.value) and "lib_humanrefine train" in str(err.value)
+    assert "version 1" in str(err.value) and "reads versions 4 and 5" in str(err.value)
+    assert "lib_humanrefine train" in str(err.value)
     # the command retrains into the refused file, with the models folder in force
     models.set_models_dir(tmp_path / "webui models")
     try:
@@ -186,8 +190,13 @@ def test_learned_signals_read_well_and_match_the_stored_feature_arithmetic(model
     kinds = [p.kind for p in diagnosis.parts]
     _p, _learned, shares, fused = learned.score_features(loaded, result.image_embedding, kinds, result.landmark_signals)
     assert max(fused) == pytest.approx(diagnosis.score, abs=1e-9)
-    # the most blamed kind present gets the whole image score, each part its kind's share
-    assert max(shares) == 1.0 and shares == [loaded.blame[k] / max(loaded.blame[k] for k in kinds) for k in kinds]
+    # the most blamed kind present gets the whole image score; parts of one kind share alike
+    assert max(shares) == 1.0 and shares == result.part_shares
+    assert all(a == b for a, ka in zip(shares, kinds) for b, kb in zip(shares, kinds) if ka == kb)
+    p = loaded.kind.probabilities(result.image_embedding)
+    if {"hand", "body"} <= set(kinds):  # the kind head decides between them
+        hand, body = shares[kinds.index("hand")], shares[kinds.index("body")]
+        assert (hand > body) == (p["hand"] > p["body"])
 
 
 def test_no_learned_is_the_landmark_diagnosis(models_ready, astronaut):
@@ -279,6 +288,7 @@ def test_training_is_reproducible_and_separates_its_tiny_set(encoder, shared_dat
     assert np.array_equal(one.image.w, two.image.w) and one.image.b == two.image.b
     assert one.thresholds == two.thresholds and one.platt == two.platt
     assert one.blame == two.blame
+    assert one.kind is None and one.info["kind_head"] is None  # its masks mark hands only: one kind known
     assert one.info["images"] == 8 and one.info["part_rows"]["hand"] == 2
     assert one.info["nuisance_directions"] == train.NUISANCE_DIRECTIONS  # its re-saves were embedded
     assert one.info["C"] in train.C_CHOICES and f"C {one.info['C']} (grouped out-of-fold AUROC" in printed
@@ -338,6 +348,102 @@ def test_each_kinds_share_of_blame_is_its_malformed_rate_in_malformed_images_and
     # a user's crop verdicts move their kind's share
     # face: (2 + 1) / (4 + 2) = 1/2 over the hand's 3/4
     assert fit_blame(features + [crop("face", 1), crop("face", 1)])["face"] == pytest.approx(2 / 3, abs=1e-4)
+
+
+def _shares_heads(kind_head=None):
+    return heads.Heads("sha", heads.Linear(np.zeros(512), 0.0), {"hand": 1.0, "face": 0.6, "body": 0.9}, kind=kind_head)
+
+
+def test_the_kind_head_ranks_hands_and_people_and_faces_keep_their_counted_share():
+    w = np.zeros((2, 512))
+    w[1, 0] = 1.0  # axis 0: how much the picture looks like a broken body
+    kind_head = heads.KindHead(("hand", "body"), w, np.zeros(2))
+    bodyish, handish = np.eye(512)[0], -np.eye(512)[0]
+    p = kind_head.probabilities(bodyish)
+    assert p["body"] == pytest.approx(1 / (1 + np.exp(-1))) and sum(p.values()) == pytest.approx(1)
+    with_head, counted = _shares_heads(kind_head), _shares_heads()
+    kinds = ["hand", "face", "body", "hand"]
+    # counted shares alone: hands first, whatever the picture
+    assert counted.part_shares(kinds, bodyish).tolist() == [1.0, 0.6, 0.9, 1.0]
+    # the head sees a broken body: the person gets the whole score, each hand its odds against it
+    hand_share = (p["hand"] / p["body"]) ** heads.KIND_POWER
+    assert 0.5 < hand_share < 1  # demoted, not silenced: a picture often has more than one broken kind
+    assert with_head.part_shares(kinds, bodyish).tolist() == pytest.approx([hand_share, 0.6, 1.0, hand_share])
+    assert with_head.part_shares(kinds, handish).tolist() == pytest.approx([1.0, 0.6, hand_share, 1.0])
+    # without a hand in the picture, the person keeps the top counted share among the kinds the head knows
+    assert with_head.part_shares(["face", "body"], handish).tolist() == pytest.approx([0.6 / 0.9, 1.0])
+    assert with_head.part_shares(["face"], bodyish).tolist() == [1.0]
+    assert with_head.part_shares(kinds).tolist() == [1.0, 0.6, 0.9, 1.0]  # no embedding: counted
+
+
+def test_worst_kind_comes_from_the_severities_or_the_one_kind_a_mask_marks():
+    severity = {"torso": 0.2, "limbs": 0.5, "feet": 0.0, "hands": 0.6, "face": 0.0, "severity": 1.3}
+    annotated = data.Sample(Path("a.png"), 1, severity=severity)
+    assert data.worst_kind(annotated, [], []) == "body"  # torso + limbs + feet 0.7 over hands 0.6
+    assert data.worst_kind(data.Sample(Path("a.png"), 1, severity={**severity, "hands": 0.7}), [], []) == "hand"  # tie
+    marked = data.Sample(Path("m.png"), 1)
+    assert data.worst_kind(marked, ["hand", "body", "hand"], [1, -1, 0]) == "hand"
+    assert data.worst_kind(marked, ["hand", "face"], [1, 1]) is None  # two kinds marked: unknown
+    assert data.worst_kind(marked, ["hand"], [-1]) is None
+    assert data.worst_kind(data.Sample(Path("n.png"), 0, severity=severity), [], []) is None  # normal
+
+
+def test_the_kind_head_learns_the_worst_kind_and_ignores_re_saving(tmp_path):
+    pytest.importorskip("sklearn")
+    from lib_humanrefine.learned.train import Features, fit_core, fit_kind, nuisance_basis
+
+    rng = np.random.default_rng(4)
+
+    def picture(kind, label=1):
+        severity = {c: 0.0 for c in data.SEVERITY_COLUMNS}
+        severity["hands" if kind == "hand" else "limbs"] = 1.0
+        e = np.zeros(512)
+        # axis 0 tells the broken kind; axis 1 only how the picture was saved (all people pictures PNGs)
+        e[0], e[1], e[2:6] = (
+            (1.0 if kind == "body" else -1.0) + rng.normal(0, 0.5),
+            1.0 if kind == "body" else -1.0,
+            rng.normal(0, 0.3, 4),
+        )
+        f = Features(
+            data.Sample(None, label, severity=severity if label else None), e, ["hand", "body"], [[], []], [-1, -1]
+        )
+        f.resaves = [e + shift * np.eye(512)[1] for shift in (-1.5, 0.5, 2.0)]
+        return f
+
+    rows = [picture(kind) for kind in ("hand", "body") * 8] + [picture("hand", 0) for _ in range(4)]
+    head = fit_kind(rows, nuisance_basis(rows))
+    assert head.kinds == ("hand", "body") and head.w.shape == (2, 512)
+    assert abs(head.w[1, 1] - head.w[0, 1]) < 1e-9  # how it was saved moves no kind's odds
+    assert head.probabilities(np.eye(512)[0])["body"] > 0.6 > head.probabilities(-np.eye(512)[0])["body"]
+    # fitted with the image head, written and read back
+    fitted = fit_core(rows, "sha")
+    heads.write(fitted, tmp_path / "h.npz")
+    loaded = heads.load(tmp_path / "h.npz")
+    assert loaded.kind.kinds == head.kinds and np.allclose(loaded.kind.w, head.w, atol=1e-6)
+    # one kind known worst only: no kind head, the counted shares decide
+    assert fit_kind([f for f in rows if f.image_embedding[0] < 0 or f.sample.label == 0]) is None
+
+
+def test_version_4_heads_still_load_without_a_kind_head(tmp_path, monkeypatch):
+    bundled = heads.load(heads.BUNDLED)
+    bundled.kind = None
+    monkeypatch.setattr(heads, "HEADS_VERSION", 4)
+    heads.write(bundled, tmp_path / "v4.npz")
+    monkeypatch.undo()
+    loaded = heads.load(tmp_path / "v4.npz", encoder_sha256=models.MODELS[models.ENCODER].sha256)
+    assert loaded.kind is None and loaded.blame == bundled.blame
+    kinds = ["hand", "body", "face"]
+    counted = [loaded.blame[k] / max(loaded.blame.values()) for k in kinds]
+    assert loaded.part_shares(kinds, np.ones(512) / np.sqrt(512)).tolist() == pytest.approx(counted)
+
+
+def test_a_kind_head_that_does_not_fit_its_file_is_refused_in_one_line(tmp_path):
+    with np.load(heads.BUNDLED, allow_pickle=False) as bundled:
+        arrays = {k: bundled[k] for k in bundled.files}
+    arrays["kind_b"] = arrays["kind_b"][:1]  # one bias for two kinds
+    np.savez(tmp_path / "odd.npz", **arrays)
+    with pytest.raises(heads.BadHeads, match=r"cannot be read \(kind head\)$"):
+        heads.load(tmp_path / "odd.npz")
 
 
 def test_bench_cross_validates_by_group_and_skips_part_rows(models_ready, shared_data, tmp_path):

@@ -1,9 +1,10 @@
 """The learned check: the CLIP image embedding of the whole image, scored by trained heads.
 
 Whether an image is malformed comes from the image head (calibrated probability); which part is
-to blame from the landmark signals and each kind's share of the blame learned in training: each
-part gets a learned signal of ``image score x its kind's share``, where the most blamed kind
-present has share 1 (``Heads.part_shares``). The landmark signals stay, at a small weight
+to blame from the landmark signals and each kind's share of the blame: each part gets a learned
+signal of ``image score x its kind's share``, where the most blamed kind present has share 1
+(``Heads.part_shares``: shares counted in training, with the kind head ranking hands and people
+in each image). The landmark signals stay, at a small weight
 (``Heads.landmark_weight``, fixed by training: ``train.LANDMARK_WEIGHT``).
 
 Optional by design: without onnxruntime, the encoder file or usable heads, ``learned_check``
@@ -137,7 +138,7 @@ def score_features(
     ``landmark_signals``: per part, the landmark signals' scores. The diagnosis computes the same
     numbers through Signals (``learned_check`` + ``Part.score``); bench and training use this."""
     p_image = heads.image_probability(image_embedding)
-    shares = [float(s) for s in heads.part_shares(kinds)]
+    shares = [float(s) for s in heads.part_shares(kinds, image_embedding)]
     learned = [p_image * share for share in shares]
     fused = [
         noisy_or([heads.landmark_weight * s for s in signals] + [score])

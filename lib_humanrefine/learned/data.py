@@ -167,6 +167,19 @@ def part_label(sample: Sample, kind: str, box, mask: np.ndarray | None) -> int:
     return -1
 
 
+def worst_kind(sample: Sample, kinds: list[str], part_labels: list[int]) -> str | None:
+    """The part kind that is worst in a malformed whole image, for the kind head: the kind with the
+    highest annotated severity (hands, then faces, then people on a tie), else the only kind whose
+    parts are labelled malformed (a mask marks it); None for normal images and where it is unknown."""
+    if sample.label != 1 or sample.part != "image":
+        return None
+    if sample.severity is not None and all(c in sample.severity for cols in PART_SEVERITY.values() for c in cols):
+        totals = {kind: sum(sample.severity[c] for c in cols) for kind, cols in PART_SEVERITY.items()}
+        return max(totals, key=totals.get) if max(totals.values()) > 0 else None
+    malformed = {kind for kind, label in zip(kinds, part_labels) if label == 1}
+    return malformed.pop() if len(malformed) == 1 else None
+
+
 def recompressed(image: np.ndarray, fmt: str, options: dict, scale: float = 1.0) -> np.ndarray:
     """The RGB image (resized by ``scale`` first) saved as ``fmt`` with these Pillow options and decoded again."""
     import cv2

@@ -13,7 +13,11 @@ it, and
 2. each part kind's share of the blame is how often parts of that kind are malformed in malformed
    images (part labels from ``data.part_label``, plus the ``part`` rows of user crops), relative to
    the most often malformed kind;
-3. grouped out-of-fold scores (no group in both sides) calibrate the image score (Platt) and, with
+3. the kind head (multinomial logistic, balanced classes, re-save directions projected out as for
+   the image head) learns from the malformed images which kind is the worst in each
+   (``data.worst_kind``: the annotated severities, or the one kind a mask marks), over the kinds
+   with at least ``KIND_MIN_IMAGES`` such images;
+4. grouped out-of-fold scores (no group in both sides) calibrate the image score (Platt) and, with
    the landmark signals at their fixed weight (``LANDMARK_WEIGHT``), set the sensitivity presets'
    thresholds from the normal images' false-alarm rates.
 
@@ -31,8 +35,8 @@ import numpy as np
 
 from .. import models
 from ..errors import HumanRefineError
-from .data import PARTS, RESAVES, Sample, fingerprint, part_label, recompressed
-from .heads import PART_KINDS, PRESET_FALSE_ALARMS, Heads, Linear, sigmoid
+from .data import PARTS, RESAVES, Sample, fingerprint, part_label, recompressed, worst_kind
+from .heads import PART_KINDS, PRESET_FALSE_ALARMS, Heads, KindHead, Linear, sigmoid
 
 # Regularisation, chosen per training set (``choose_c``): the C of C_CHOICES whose grouped
 # out-of-fold AUROC among the generated images is best (all images where the generated ones lack a
@@ -63,6 +67,15 @@ SEED = 0
 # they still order the parts of one kind.
 LANDMARK_WEIGHT = 0.05
 INNER_FOLDS = 5
+# The kind head. Study (leave one group out, 169 development images; the top kind present per image
+# against the worst-annotated kind of the 59 malformed annotated images): the counted shares ("hands
+# first") 35 of 59, the kind head 41 (8 gained, 2 lost; all gains on the prompts of acrobats and
+# wrestlers), the same for C = 0.3 and 3, 43 at C = 10, 41-43 without the re-save directions projected
+# out. It still picked the hand on all 13 FoundHand images, and projected, no image with a hand and a
+# person changed its pick between its re-saved copies (1 of 114 without). One head per kind (is this
+# kind malformed?) instead: 36-39 of 59.
+KIND_C = 1.0
+KIND_MIN_IMAGES = 2  # a kind with fewer malformed images where it is the worst gets no class
 
 
 def _sklearn():
@@ -189,6 +202,29 @@ def _fit_linear(x: np.ndarray, y: np.ndarray, ignore: np.ndarray | None = None, 
     return Linear(w, float(model.intercept_[0]))
 
 
+def fit_kind(rows: list[Features], ignore: np.ndarray | None = None) -> KindHead | None:
+    """The kind head on the whole images whose worst kind is known (``data.worst_kind``), with the
+    ``ignore`` directions projected out and its weights orthogonal to them; None with fewer than two
+    kinds of at least KIND_MIN_IMAGES images."""
+    labelled = [(f.image_embedding, k) for f in rows if (k := worst_kind(f.sample, f.kinds, f.part_labels))]
+    counts = {k: sum(kind == k for _e, kind in labelled) for k in PART_KINDS}
+    kinds = tuple(k for k in PART_KINDS if counts[k] >= KIND_MIN_IMAGES)
+    if len(kinds) < 2:
+        return None
+    x = np.array([e for e, k in labelled if k in kinds])
+    y = np.array([kinds.index(k) for _e, k in labelled if k in kinds])
+    if ignore is not None:
+        x = x - (x @ ignore) @ ignore.T
+    LogisticRegression, _ = _sklearn()
+    model = LogisticRegression(C=KIND_C, class_weight="balanced", max_iter=5000, random_state=SEED).fit(x, y)
+    w, b = model.coef_.astype(np.float64), model.intercept_.astype(np.float64)
+    if len(kinds) == 2:  # scikit-learn keeps one row for two classes: the second class's logit over the first's
+        w, b = np.vstack([np.zeros_like(w[0]), w[0]]), np.array([0.0, b[0]])
+    if ignore is not None:
+        w = w - (w @ ignore) @ ignore.T
+    return KindHead(kinds, w, b)
+
+
 def _image_rows(features: list[Features]) -> list[Features]:
     return [f for f in features if f.image_embedding is not None]
 
@@ -204,7 +240,7 @@ def fit_core(features: list[Features], encoder_sha256: str, c: float = FALLBACK_
     image = _fit_linear(x, y, ignore, c)
     if image is None:
         raise HumanRefineError("the image head needs at least 2 malformed and 2 normal images")
-    heads = Heads(encoder_sha256=encoder_sha256, image=image, blame=fit_blame(features))
+    heads = Heads(encoder_sha256=encoder_sha256, image=image, blame=fit_blame(features), kind=fit_kind(rows, ignore))
     heads.info["nuisance_directions"] = 0 if ignore is None else ignore.shape[1]
     return heads
 
@@ -256,7 +292,7 @@ def out_of_fold(
             continue  # a fold without both labels: its images stay unscored
         for i in test_idx:
             image_logits[i] = float(heads.image.logit(rows[i].image_embedding))
-            part_shares[i] = [float(v) for v in heads.part_shares(rows[i].kinds)]
+            part_shares[i] = [float(v) for v in heads.part_shares(rows[i].kinds, rows[i].image_embedding)]
     return OutOfFold(rows, image_logits, part_shares)
 
 
@@ -367,6 +403,8 @@ def fit_heads(features: list[Features], encoder_sha256: str) -> Heads:
             }
             for k in PART_KINDS
         },
+        worst_kind_images={k: sum(worst_kind(f.sample, f.kinds, f.part_labels) == k for f in rows) for k in PART_KINDS},
+        kind_head=list(heads.kind.kinds) if heads.kind else None,
         C=c,
         C_out_of_fold_auroc={str(k): None if np.isnan(v) else round(v, 4) for k, v in choices.items()},
     )
