@@ -167,6 +167,11 @@ def part_label(sample: Sample, kind: str, box, mask: np.ndarray | None) -> int:
     return -1
 
 
+def kind_severities(severity: dict[str, float]) -> dict[str, float]:
+    """Each part kind's annotated severity (hands; face; torso + limbs + feet), a missing column 0."""
+    return {kind: sum(severity.get(c, 0.0) for c in cols) for kind, cols in PART_SEVERITY.items()}
+
+
 def worst_kind(sample: Sample, kinds: list[str], part_labels: list[int]) -> str | None:
     """The part kind that is worst in a malformed whole image, for the kind head: the kind with the
     highest annotated severity (hands, then faces, then people on a tie), else the only kind whose
@@ -174,7 +179,7 @@ def worst_kind(sample: Sample, kinds: list[str], part_labels: list[int]) -> str 
     if sample.label != 1 or sample.part != "image":
         return None
     if sample.severity is not None and all(c in sample.severity for cols in PART_SEVERITY.values() for c in cols):
-        totals = {kind: sum(sample.severity[c] for c in cols) for kind, cols in PART_SEVERITY.items()}
+        totals = kind_severities(sample.severity)
         return max(totals, key=totals.get) if max(totals.values()) > 0 else None
     malformed = {kind for kind, label in zip(kinds, part_labels) if label == 1}
     return malformed.pop() if len(malformed) == 1 else None

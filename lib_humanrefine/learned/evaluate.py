@@ -12,10 +12,9 @@ import numpy as np
 
 from ..diagnose.types import worst_first
 from . import score_features
+from .data import kind_severities
 from .heads import PRESETS
 from .train import Features, _image_rows, fit_heads
-
-SEVERITY_KIND = {"hand": ("hands",), "face": ("face",), "body": ("torso", "limbs", "feet")}
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
@@ -132,7 +131,7 @@ def crossval(
             f, j = rows[i], top_part[i]
             if f.sample.label != 1 or j is None:
                 continue
-            sev = {k: sum(f.sample.severity.get(c, 0.0) for c in cols) for k, cols in SEVERITY_KIND.items()}
+            sev = kind_severities(f.sample.severity)
             hits.append(sev[f.kinds[j]] == max(sev.values()))
         if hits:
             result["top_part_kind_is_worst_annotated"] = {"n": len(hits), "share": round(float(np.mean(hits)), 4)}

@@ -129,12 +129,11 @@ def write(heads: Heads, path: Path) -> None:
         "image_bias": heads.image.b,
         "info": heads.info,
     }
+    arrays = {"image_w": heads.image.w.astype(np.float32), "trained_images": heads.trained_images.astype(np.uint64)}
     if heads.kind is not None:
         meta["kind_head_kinds"] = list(heads.kind.kinds)
-    arrays = {"meta": np.array(json.dumps(meta, sort_keys=True)), "image_w": heads.image.w.astype(np.float32)}
-    arrays["trained_images"] = heads.trained_images.astype(np.uint64)
-    if heads.kind is not None:
         arrays.update(kind_w=heads.kind.w.astype(np.float32), kind_b=heads.kind.b.astype(np.float32))
+    arrays = {"meta": np.array(json.dumps(meta, sort_keys=True)), **arrays}  # meta first, as before
     from ..atomic import npz_bytes, write_bytes
 
     write_bytes(Path(path), npz_bytes(**arrays))
