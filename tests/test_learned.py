@@ -457,6 +457,7 @@ def test_bench_cross_validates_by_group_and_skips_part_rows(models_ready, shared
     cv = figures["learned_cv"]
     # groups ai (3 malformed), gen (1 + 1), real (3 normal): only holding out gen leaves both labels to train on
     assert cv["scored"] == 2 and cv["all"]["n_pos"] == 1 and cv["all"]["n_neg"] == 1
+    assert cv["trained_also_by_severity"] == 0  # no annotations.csv: nothing labelled by severity
     assert figures["stability"]["images"] == 8  # the shipped heads on every picture's copies
     assert cv["stability_held_out"]["images"] == 2  # the held-out heads on the scored pictures' copies
     assert 0 <= cv["stability_held_out"]["worst_swing"] <= 1
@@ -718,3 +719,83 @@ def test_a_landmark_signal_weighted_down_is_still_told_as_a_reason():
         "hand", "right", 0, (0, 0, 10, 10), "hand", [Signal("ring_ratio", 0.2, 0.05, "ring finger short", evidence=0.1)]
     )
     assert weak.reasons == []
+
+
+def test_images_annotations_score_but_labels_leave_out_are_labelled_by_the_folders_split(tmp_path):
+    for name in ("n1.png", "n2.png", "m1.png", "m2.png", "low.png", "high.png", "edge.png"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "labels.csv").write_text("path,label\nn1.png,0\nn2.png,0\nm1.png,1\nm2.png,1\n")
+    rows = {"n1": 0.4, "n2": 1.0, "m1": 3.0, "m2": 2.6, "low": 1.5, "high": 2.4, "edge": 1.8, "gone": 2.0}
+    lines = ["path,severity,prompt"] + [f"{name}.png,{value},p {name}" for name, value in rows.items()]
+    (tmp_path / "annotations.csv").write_text("\n".join(lines) + "\n")
+    labelled = data.load_folder(tmp_path)
+    assert data.severity_split(labelled) == pytest.approx(1.8)  # midway between 1.0 (normal) and 2.6
+    between = {s.path.name: s for s in data.between_samples(tmp_path, labelled)}
+    assert set(between) == {"low.png", "high.png", "edge.png"}  # the labelled ones and a missing file left out
+    assert {n: s.label for n, s in between.items()} == {"low.png": 0, "high.png": 1, "edge.png": 1}
+    assert all(s.by_severity and s.group == f"prompt:p {n[:-4]}" for n, s in between.items())
+    assert not any(s.by_severity for s in labelled)
+    # labels that do not split the severities (a normal one above a malformed one): nothing is guessed
+    (tmp_path / "labels.csv").write_text("path,label\nn1.png,0\nn2.png,1\nm1.png,0\nm2.png,1\n")
+    assert data.between_samples(tmp_path, data.load_folder(tmp_path)) == []
+    (tmp_path / "annotations.csv").unlink()
+    assert data.between_samples(tmp_path, data.load_folder(tmp_path)) == []
+
+
+def test_the_annotated_folders_images_between_its_labels_are_labelled_at_1_85(shared_data):
+    folder = shared_data / "annotated"
+    labelled = data.load_folder(folder)
+    between = data.between_samples(folder, labelled)
+    assert data.severity_split(labelled) == pytest.approx(1.85)  # labels: normal <= 1.2, malformed >= 2.5
+    assert len(between) == 20 and sum(s.label for s in between) == 8
+    assert all((s.severity["severity"] >= 1.85) == bool(s.label) for s in between)
+    assert data.between_samples(shared_data, data.load_folder(shared_data)) == []  # no annotations.csv
+
+
+def test_rows_labelled_by_severity_train_the_other_groups_heads_and_are_never_scored(monkeypatch):
+    pytest.importorskip("sklearn")
+    from lib_humanrefine.learned import evaluate
+    from lib_humanrefine.learned.train import Features
+
+    rng = np.random.default_rng(5)
+
+    def picture(name, label, group, by_severity=False):
+        e = np.zeros(512)
+        e[0], e[1:9] = (1.0 if label else -1.0) + rng.normal(0, 0.5), rng.normal(0, 0.3, 8)
+        sample = data.Sample(Path(name), label, group=group, by_severity=by_severity)
+        return Features(sample, e, ["hand"], [[0.0]], [label], [(0, 0, 1, 1)])
+
+    rows = [picture(f"{group}_{n}", n % 2, group) for group in ("a", "b", "c") for n in range(6)]
+    extra = [picture(f"{group}_extra{n}", n % 2, group, by_severity=True) for group in ("a", "b") for n in range(2)]
+    fitted_on = []
+    fit_core = train.fit_core
+    monkeypatch.setattr(train, "fit_core", lambda fit, *a, **k: fitted_on.append(fit) or fit_core(fit, *a, **k))
+    result = evaluate.crossval(rows + extra, "sha")
+    assert result["scored"] == 18 and result["all"]["n_pos"] == 9  # the extra rows are never scored
+    fits = [{str(f.sample.path) for f in fit} for fit in fitted_on]
+    assert sum("a_extra0" in fit and "b_extra1" in fit for fit in fits) > 0  # they do train
+    for fit in fits:  # every fit that holds a group out (outer and inner folds) leaves its extra rows out
+        for group in ("a", "b"):
+            if not any(name.startswith(f"{group}_") and "extra" not in name for name in fit):
+                assert not any(name.startswith(f"{group}_extra") for name in fit)
+    fitted = train.fit_heads(rows + extra, "sha")
+    assert fitted.info["images"] == 18 and fitted.info["by_severity"] == {"images": 4, "malformed": 2}
+
+
+def test_bench_also_trains_on_each_folders_images_labelled_by_severity(tmp_path, monkeypatch):
+    from lib_humanrefine.learned import benchfig
+
+    for name in ("n.png", "m.png", "between.png"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "labels.csv").write_text("path,label\nn.png,0\nm.png,1\n")
+    (tmp_path / "annotations.csv").write_text("path,severity\nn.png,0.5\nm.png,3.0\nbetween.png,2.0\n")
+    unlabelled = tmp_path / "no_labels"
+    unlabelled.mkdir()
+    bench = object.__new__(benchfig.LearnedBench)  # only what between_features reads
+    bench.info, bench.encoder = {tmp_path: None, unlabelled: None}, "the loaded encoder"
+    calls = []
+    monkeypatch.setattr(train, "extract", lambda samples, progress=None, encoder=None: calls.append((samples, encoder)))
+    bench.between_features()
+    [(samples, encoder)] = calls  # one extraction, with bench's own encoder; a folder without labels adds none
+    assert [(s.path.name, s.label, s.by_severity) for s in samples] == [("between.png", 1, True)]
+    assert encoder == "the loaded encoder"

@@ -10,6 +10,7 @@ from typing import TextIO
 import numpy as np
 
 from .. import models
+from ..errors import BadImage
 from .data import RECOMPRESSIONS, FolderInfo, Sample, fingerprint, recompressed
 from .train import Features, features_from_diagnosis, resave_embeddings
 
@@ -71,6 +72,20 @@ class LearnedBench:
             self.copies[index] = copies
             self.swings.append((max(scores) - min(scores), item.path.name))
 
+    def between_features(self, progress: TextIO | None = None) -> list[Features]:
+        """The images ``train`` also fits on, labelled by severity (``data.between_samples``) in the
+        benchmarked folders: cross-validation trains on them as ``train`` does."""
+        from .data import between_samples, load_folder
+        from .train import extract
+
+        samples = []
+        for folder in self.info:
+            try:
+                samples += between_samples(folder, load_folder(folder))
+            except BadImage:  # a labels file bench reads but training would not
+                continue
+        return extract(samples, progress, self.encoder) if samples else []
+
     def figures(self, progress: TextIO | None = None) -> dict:
         from ..bench import _percentiles
         from ..errors import HumanRefineError
@@ -115,7 +130,9 @@ class LearnedBench:
 
                 start = time.perf_counter()
                 sha = models.MODELS[models.ENCODER].sha256
-                out["learned_cv"] = crossval(self.features, sha, self.masks, self.copies)
+                between = self.between_features(progress)
+                out["learned_cv"] = crossval(self.features + between, sha, self.masks, self.copies)
+                out["learned_cv"]["trained_also_by_severity"] = len(between)
                 if progress:
                     print(f"cross-validation: {time.perf_counter() - start:.0f} s", file=progress)
             except HumanRefineError as exc:  # scikit-learn is a development requirement

@@ -43,6 +43,9 @@ class Sample:
     kind: str = ""  # free text from labels.csv (e.g. generated-malformed)
     group: str = ""  # cross-validation group: source repository, prompt, or the file itself
     severity: dict[str, float] | None = None  # annotations.csv row (torso, limbs, feet, hands, face, severity)
+    # labelled by its severity, not by labels.csv (see between_samples): the heads are fitted on it,
+    # but no figure, calibration or threshold is measured on it
+    by_severity: bool = False
 
     @property
     def generated(self) -> bool:
@@ -141,6 +144,44 @@ def load_folder(folder: Path) -> list[Sample]:
     if not samples:
         raise BadImage(f"{labels}: no rows")
     return samples
+
+
+def severity_split(samples: list[Sample]) -> float | None:
+    """Midway between the highest annotated severity labelled normal and the lowest labelled malformed
+    (whole images), or None where the labels do not split the severities that way."""
+    normal = [s.severity["severity"] for s in samples if s.part == "image" and s.label == 0 and _has_total(s)]
+    malformed = [s.severity["severity"] for s in samples if s.part == "image" and s.label == 1 and _has_total(s)]
+    if not normal or not malformed or max(normal) >= min(malformed):
+        return None
+    return (max(normal) + min(malformed)) / 2
+
+
+def _has_total(sample: Sample) -> bool:
+    return sample.severity is not None and "severity" in sample.severity
+
+
+def between_samples(folder: Path, labelled: list[Sample]) -> list[Sample]:
+    """The images ``annotations.csv`` scores that ``labels.csv`` leaves out (in ``annotated/``: the 20
+    between its labels' cut-offs), labelled by the folder's own split (``severity_split``; 1.85
+    there): malformed at or above it, normal below. Training fits on them; nothing is measured on them.
+    Empty without annotations, a split, or such images."""
+    folder = Path(folder)
+    split = severity_split(labelled)
+    if split is None:
+        return []
+    info = FolderInfo(folder)
+    listed = {s.path.resolve() for s in labelled}
+    out = []
+    for name in info.annotations:
+        path = folder / name
+        if path.resolve() in listed or not path.is_file():
+            continue
+        severity = info.severity(path)
+        if severity is None or "severity" not in severity:
+            continue
+        label = int(severity["severity"] >= split)
+        out.append(Sample(path, label, "image", "by-severity", info.group(path), severity, by_severity=True))
+    return out
 
 
 # Part labels of a labelled whole image: a normal image's parts are all normal; a malformed image's

@@ -14,7 +14,7 @@ from ..diagnose.types import worst_first
 from . import score_features
 from .data import kind_severities
 from .heads import PRESETS
-from .train import Features, _image_rows, fit_heads
+from .train import Features, _image_rows, _scored_rows, fit_heads
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
@@ -68,10 +68,12 @@ def crossval(
 ) -> dict:
     """Leave-one-group-out figures. ``masks``: index into the whole-image rows -> malformed-region
     mask; ``copies``: the same index -> the picture saved other ways (bench's JPEG q90 and WebP q80),
-    scored by the same held-out heads for the held-out swing."""
+    scored by the same held-out heads for the held-out swing. Rows labelled by severity
+    (``Sample.by_severity``, after the others) only train the heads of the other groups."""
     from ..bench import inside_fraction
 
-    rows = _image_rows(features)
+    rows = _scored_rows(features)
+    by_severity = [f for f in _image_rows(features) if f.sample.by_severity]  # train only
     part_rows = [f for f in features if f.image_embedding is None]
     groups = sorted({f.sample.group for f in rows})
     scores = np.full(len(rows), np.nan)
@@ -81,7 +83,7 @@ def crossval(
     swings: dict[int, float] = {}
     for group in groups:
         test = [i for i, f in enumerate(rows) if f.sample.group == group]
-        train = [f for f in rows if f.sample.group != group] + part_rows
+        train = [f for f in rows + by_severity if f.sample.group != group] + part_rows
         try:
             heads = fit_heads(train, encoder_sha256)
         except Exception:  # a training side without both labels: these images stay unscored

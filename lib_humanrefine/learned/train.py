@@ -126,10 +126,10 @@ def features_from_diagnosis(sample: Sample, diagnosis, mask: np.ndarray | None =
     )
 
 
-def extract(samples: list[Sample], progress: TextIO | None = None) -> list[Features]:
+def extract(samples: list[Sample], progress: TextIO | None = None, encoder=None) -> list[Features]:
     """Detect, diagnose (landmarks) and embed every whole image, as the diagnosis would, and embed its
     re-saved copies; a part crop row is only its kind and label (the heads do not look at part
-    crops)."""
+    crops). ``encoder``: one already loaded, else one is made."""
     from .. import learned
     from ..bench import region_mask
     from ..diagnose import diagnose_image
@@ -137,7 +137,7 @@ def extract(samples: list[Sample], progress: TextIO | None = None) -> list[Featu
     from .encoder import Encoder
 
     try:
-        encoder = Encoder(str(models.model_path(models.ENCODER)))
+        encoder = encoder or Encoder(str(models.model_path(models.ENCODER)))
     except ImportError:
         raise HumanRefineError("training needs onnxruntime: pip install onnxruntime==1.23.2") from None
     out = []
@@ -229,6 +229,11 @@ def _image_rows(features: list[Features]) -> list[Features]:
     return [f for f in features if f.image_embedding is not None]
 
 
+def _scored_rows(features: list[Features]) -> list[Features]:
+    """Whole images labelled by labels.csv: the ones out-of-fold scores, calibration and figures use."""
+    return [f for f in _image_rows(features) if not f.sample.by_severity]
+
+
 def fit_core(features: list[Features], encoder_sha256: str, c: float = FALLBACK_C) -> Heads:
     """Image and part heads without calibration (identity Platt, landmark weight 1, no presets)."""
     rows = _image_rows(features)
@@ -276,7 +281,8 @@ def out_of_fold(
 ) -> OutOfFold:
     """Grouped out-of-fold raw scores: GroupKFold(``folds``) or, with ``folds=None``, one fold per group."""
     _, GroupKFold = _sklearn()
-    rows = _image_rows(features)
+    rows = _scored_rows(features)
+    by_severity = [f for f in _image_rows(features) if f.sample.by_severity]  # they train, unscored
     groups = np.array([f.sample.group for f in rows])
     n_groups = len(set(groups))
     if n_groups < 2:
@@ -286,8 +292,10 @@ def out_of_fold(
     image_logits = np.full(len(rows), np.nan)
     part_shares: list[list[float]] = [[] for _ in rows]
     for train_idx, test_idx in splitter.split(np.zeros(len(rows)), groups=groups):
+        held_out = set(groups[test_idx].tolist())
+        extra = [f for f in by_severity if f.sample.group not in held_out]
         try:
-            heads = fit_core([rows[i] for i in train_idx] + part_rows, encoder_sha256, c)
+            heads = fit_core([rows[i] for i in train_idx] + extra + part_rows, encoder_sha256, c)
         except HumanRefineError:
             continue  # a fold without both labels: its images stay unscored
         for i in test_idx:
@@ -390,10 +398,12 @@ def fit_heads(features: list[Features], encoder_sha256: str) -> Heads:
         heads.info["out_of_fold"] = None
     else:
         heads = calibrate(heads, oof)
-    rows = _image_rows(features)
+    rows = _scored_rows(features)
+    by_severity = [f for f in _image_rows(features) if f.sample.by_severity]
     heads.info.update(
         images=len(rows),
         malformed=sum(f.sample.label == 1 for f in rows),
+        by_severity={"images": len(by_severity), "malformed": sum(f.sample.label == 1 for f in by_severity)},
         groups=len({f.sample.group for f in rows}),
         part_rows={k: sum(f.sample.part == k for f in features) for k in PARTS[1:]},
         part_labels={
@@ -403,7 +413,9 @@ def fit_heads(features: list[Features], encoder_sha256: str) -> Heads:
             }
             for k in PART_KINDS
         },
-        worst_kind_images={k: sum(worst_kind(f.sample, f.kinds, f.part_labels) == k for f in rows) for k in PART_KINDS},
+        worst_kind_images={
+            k: sum(worst_kind(f.sample, f.kinds, f.part_labels) == k for f in _image_rows(features)) for k in PART_KINDS
+        },
         kind_head=list(heads.kind.kinds) if heads.kind else None,
         C=c,
         C_out_of_fold_auroc={str(k): None if np.isnan(v) else round(v, 4) for k, v in choices.items()},
@@ -416,7 +428,10 @@ def train(folders: list[Path], out: Path, progress: TextIO | None = None) -> Hea
     from . import data
     from . import heads as heads_mod
 
-    samples = [s for folder in folders for s in data.load_folder(folder)]
+    samples = []
+    for folder in folders:
+        labelled = data.load_folder(folder)
+        samples += labelled + data.between_samples(folder, labelled)
     features = extract(samples, progress)
     heads = fit_heads(features, models.MODELS[models.ENCODER].sha256)
     heads.info["folders"] = [Path(f).name for f in folders]
