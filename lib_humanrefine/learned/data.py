@@ -176,11 +176,10 @@ def between_samples(folder: Path, labelled: list[Sample]) -> list[Sample]:
         path = folder / name
         if path.resolve() in listed or not path.is_file():
             continue
-        severity = info.severity(path)
-        if severity is None or "severity" not in severity:
-            continue
-        label = int(severity["severity"] >= split)
-        out.append(Sample(path, label, "image", "by-severity", info.group(path), severity, by_severity=True))
+        sample = Sample(path, 0, "image", "by-severity", info.group(path), info.severity(path), by_severity=True)
+        if _has_total(sample):
+            sample.label = int(sample.severity["severity"] >= split)
+            out.append(sample)
     return out
 
 

@@ -14,7 +14,7 @@ from ..diagnose.types import worst_first
 from . import score_features
 from .data import kind_severities
 from .heads import PRESETS
-from .train import Features, _image_rows, _scored_rows, fit_heads
+from .train import Features, _by_severity_rows, _scored_rows, fit_heads
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
@@ -73,7 +73,7 @@ def crossval(
     from ..bench import inside_fraction
 
     rows = _scored_rows(features)
-    by_severity = [f for f in _image_rows(features) if f.sample.by_severity]  # train only
+    by_severity = _by_severity_rows(features)  # they train the other groups' heads only
     part_rows = [f for f in features if f.image_embedding is None]
     groups = sorted({f.sample.group for f in rows})
     scores = np.full(len(rows), np.nan)

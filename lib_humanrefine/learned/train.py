@@ -234,6 +234,11 @@ def _scored_rows(features: list[Features]) -> list[Features]:
     return [f for f in _image_rows(features) if not f.sample.by_severity]
 
 
+def _by_severity_rows(features: list[Features]) -> list[Features]:
+    """Whole images labelled by their severity (``data.between_samples``): they train, unscored."""
+    return [f for f in _image_rows(features) if f.sample.by_severity]
+
+
 def fit_core(features: list[Features], encoder_sha256: str, c: float = FALLBACK_C) -> Heads:
     """Image and part heads without calibration (identity Platt, landmark weight 1, no presets)."""
     rows = _image_rows(features)
@@ -282,7 +287,7 @@ def out_of_fold(
     """Grouped out-of-fold raw scores: GroupKFold(``folds``) or, with ``folds=None``, one fold per group."""
     _, GroupKFold = _sklearn()
     rows = _scored_rows(features)
-    by_severity = [f for f in _image_rows(features) if f.sample.by_severity]  # they train, unscored
+    by_severity = _by_severity_rows(features)
     groups = np.array([f.sample.group for f in rows])
     n_groups = len(set(groups))
     if n_groups < 2:
@@ -399,7 +404,7 @@ def fit_heads(features: list[Features], encoder_sha256: str) -> Heads:
     else:
         heads = calibrate(heads, oof)
     rows = _scored_rows(features)
-    by_severity = [f for f in _image_rows(features) if f.sample.by_severity]
+    by_severity = _by_severity_rows(features)
     heads.info.update(
         images=len(rows),
         malformed=sum(f.sample.label == 1 for f in rows),
