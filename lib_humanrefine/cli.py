@@ -445,13 +445,13 @@ def cmd_train(args) -> int:
         f"re-save directions ignored {info.get('nuisance_directions', 0)}; "
         f"C {info.get('C')} (grouped out-of-fold AUROC per C: {info.get('C_out_of_fold_auroc')})"
     )
-    kinds = ", ".join(heads.kind.kinds) if heads.kind else "none (fewer than two kinds known worst in enough images)"
     between = info.get("by_severity") or {}
     if between.get("images"):
         print(
             f"also fitted on {between['images']} images that annotations.csv scores and labels.csv leaves out, "
             f"labelled by their severity ({between['malformed']} malformed)"
         )
+    kinds = ", ".join(heads.kind.kinds) if heads.kind else "none (fewer than two kinds known worst in enough images)"
     print(f"kind head: {kinds}; images by worst kind {info.get('worst_kind_images')}")
     oof = info.get("out_of_fold") or {}
     print(f"grouped out-of-fold AUROC {oof.get('auroc')}; presets {oof.get('presets')}")

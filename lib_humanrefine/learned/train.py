@@ -186,6 +186,11 @@ def nuisance_basis(rows: list[Features], directions: int = NUISANCE_DIRECTIONS) 
     return vt[: min(directions, int(real.sum()))].T if real.any() else None
 
 
+def _projected_out(a: np.ndarray, ignore: np.ndarray) -> np.ndarray:
+    """``a`` (rows, or one vector) without its parts along ``ignore``'s orthonormal columns."""
+    return a - (a @ ignore) @ ignore.T
+
+
 def _fit_linear(x: np.ndarray, y: np.ndarray, ignore: np.ndarray | None = None, c: float = FALLBACK_C) -> Linear | None:
     """A logistic head (regularisation ``c``); with ``ignore`` (orthonormal columns) fitted with those
     directions projected out, and its weights kept orthogonal to them: w.e then equals w.(e projected)
@@ -193,12 +198,12 @@ def _fit_linear(x: np.ndarray, y: np.ndarray, ignore: np.ndarray | None = None, 
     if len(set(y.tolist())) < 2 or min((y == 0).sum(), (y == 1).sum()) < 2:
         return None
     if ignore is not None:
-        x = x - (x @ ignore) @ ignore.T
+        x = _projected_out(x, ignore)
     LogisticRegression, _ = _sklearn()
     model = LogisticRegression(C=c, class_weight="balanced", max_iter=5000, random_state=SEED).fit(x, y)
     w = model.coef_[0].astype(np.float64)
     if ignore is not None:
-        w = w - ignore @ (ignore.T @ w)  # lbfgs leaves rounding-sized parts along them
+        w = _projected_out(w, ignore)  # lbfgs leaves rounding-sized parts along them
     return Linear(w, float(model.intercept_[0]))
 
 
@@ -214,14 +219,14 @@ def fit_kind(rows: list[Features], ignore: np.ndarray | None = None) -> KindHead
     x = np.array([e for e, k in labelled if k in kinds])
     y = np.array([kinds.index(k) for _e, k in labelled if k in kinds])
     if ignore is not None:
-        x = x - (x @ ignore) @ ignore.T
+        x = _projected_out(x, ignore)
     LogisticRegression, _ = _sklearn()
     model = LogisticRegression(C=KIND_C, class_weight="balanced", max_iter=5000, random_state=SEED).fit(x, y)
     w, b = model.coef_.astype(np.float64), model.intercept_.astype(np.float64)
     if len(kinds) == 2:  # scikit-learn keeps one row for two classes: the second class's logit over the first's
         w, b = np.vstack([np.zeros_like(w[0]), w[0]]), np.array([0.0, b[0]])
     if ignore is not None:
-        w = w - (w @ ignore) @ ignore.T
+        w = _projected_out(w, ignore)
     return KindHead(kinds, w, b)
 
 
