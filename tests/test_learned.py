@@ -782,20 +782,24 @@ def test_rows_labelled_by_severity_train_the_other_groups_heads_and_are_never_sc
     assert fitted.info["images"] == 18 and fitted.info["by_severity"] == {"images": 4, "malformed": 2}
 
 
-def test_bench_also_trains_on_each_folders_images_labelled_by_severity(tmp_path, monkeypatch):
+def test_bench_also_trains_on_the_images_its_labels_leave_out_labelled_by_severity(tmp_path, monkeypatch):
     from lib_humanrefine.learned import benchfig
 
     for name in ("n.png", "m.png", "between.png"):
         (tmp_path / name).write_bytes(b"")
     (tmp_path / "labels.csv").write_text("path,label\nn.png,0\nm.png,1\n")
     (tmp_path / "annotations.csv").write_text("path,severity\nn.png,0.5\nm.png,3.0\nbetween.png,2.0\n")
-    unlabelled = tmp_path / "no_labels"
-    unlabelled.mkdir()
+    folder_labels = data.load_folder(tmp_path)
     bench = object.__new__(benchfig.LearnedBench)  # only what between_features reads
-    bench.info, bench.encoder = {tmp_path: None, unlabelled: None}, "the loaded encoder"
+    bench.encoder, bench.labelled = "the loaded encoder", {tmp_path: folder_labels}
     calls = []
     monkeypatch.setattr(train, "extract", lambda samples, progress=None, encoder=None: calls.append((samples, encoder)))
     bench.between_features()
-    [(samples, encoder)] = calls  # one extraction, with bench's own encoder; a folder without labels adds none
+    [(samples, encoder)] = calls  # one extraction, with bench's own encoder
     assert [(s.path.name, s.label, s.by_severity) for s in samples] == [("between.png", 1, True)]
     assert encoder == "the loaded encoder"
+    # bench --labels with a CSV that also labels between.png: bench scores it, so it never trains as well
+    scored_too = data.Sample(tmp_path / "between.png", 0, group=folder_labels[0].group)
+    bench.labelled = {tmp_path: [*folder_labels, scored_too]}
+    calls.clear()
+    assert bench.between_features() == [] and calls == []

@@ -10,7 +10,6 @@ from typing import TextIO
 import numpy as np
 
 from .. import models
-from ..errors import BadImage
 from .data import RECOMPRESSIONS, FolderInfo, Sample, fingerprint, recompressed
 from .train import Features, features_from_diagnosis, resave_embeddings
 
@@ -36,6 +35,7 @@ class LearnedBench:
         self.swings: list[tuple[float, str]] = []
         self.no_learned_ms: list[float] = []
         self.info: dict[Path, FolderInfo] = {}
+        self.labelled: dict[Path, list[Sample]] = {}  # per folder, the images bench scores, as labelled here
 
     def time_without_learned(self, image: np.ndarray, tta: bool) -> None:
         from ..diagnose import diagnose_image
@@ -49,6 +49,7 @@ class LearnedBench:
         folder = item.folder or item.path.parent
         info = self.info.setdefault(folder, FolderInfo(folder))
         sample = Sample(item.path, item.label, "image", item.kind, info.group(item.path), info.severity(item.path))
+        self.labelled.setdefault(folder, []).append(sample)
         self.scores.append((diagnosis.score, item.label))
         features = features_from_diagnosis(sample, diagnosis, mask)
         if features is None:
@@ -73,17 +74,14 @@ class LearnedBench:
             self.swings.append((max(scores) - min(scores), item.path.name))
 
     def between_features(self, progress: TextIO | None = None) -> list[Features]:
-        """The images ``train`` also fits on, labelled by severity (``data.between_samples``) in the
-        benchmarked folders: cross-validation trains on them as ``train`` does."""
-        from .data import between_samples, load_folder
+        """The images of the benchmarked folders that ``annotations.csv`` scores and the labels in use
+        leave out, labelled by severity (``data.between_samples``): cross-validation trains on them as
+        ``train`` does. Judged against the labels bench scores (``--labels`` or ``labels.csv``), so an
+        image bench scores is never also one of them."""
+        from .data import between_samples
         from .train import extract
 
-        samples = []
-        for folder in self.info:
-            try:
-                samples += between_samples(folder, load_folder(folder))
-            except BadImage:  # a labels file bench reads but training would not
-                continue
+        samples = [s for folder, labelled in self.labelled.items() for s in between_samples(folder, labelled)]
         return extract(samples, progress, self.encoder) if samples else []
 
     def figures(self, progress: TextIO | None = None) -> dict:
