@@ -14,7 +14,7 @@ from ..diagnose.types import worst_first
 from . import score_features
 from .data import kind_severities
 from .heads import PRESETS
-from .train import Features, _by_severity_rows, _scored_rows, fit_heads
+from .train import Features, _scored_rows, fit_heads, training_side
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
@@ -72,9 +72,7 @@ def crossval(
     (``Sample.by_severity``, after the others) only train the heads of the other groups."""
     from ..bench import inside_fraction
 
-    rows = _scored_rows(features)
-    by_severity = _by_severity_rows(features)  # they train the other groups' heads only
-    part_rows = [f for f in features if f.image_embedding is None]
+    rows = _scored_rows(features)  # rows labelled by severity train the other groups' heads only
     groups = sorted({f.sample.group for f in rows})
     scores = np.full(len(rows), np.nan)
     image_probability = np.full(len(rows), np.nan)
@@ -83,9 +81,8 @@ def crossval(
     swings: dict[int, float] = {}
     for group in groups:
         test = [i for i, f in enumerate(rows) if f.sample.group == group]
-        train = [f for f in rows + by_severity if f.sample.group != group] + part_rows
         try:
-            heads = fit_heads(train, encoder_sha256)
+            heads = fit_heads(training_side(features, {group}), encoder_sha256)
         except Exception:  # a training side without both labels: these images stay unscored
             continue
         for i in test:

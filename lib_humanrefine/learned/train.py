@@ -244,6 +244,14 @@ def _by_severity_rows(features: list[Features]) -> list[Features]:
     return [f for f in _image_rows(features) if f.sample.by_severity]
 
 
+def training_side(features: list[Features], held_out: set[str]) -> list[Features]:
+    """What fits the heads while these groups are held out: the other groups' whole images (those
+    labelled by labels.csv, then those labelled by severity) and every part crop row (user crops
+    always train). Inner folds and ``evaluate.crossval`` both split here."""
+    others = [f for f in _scored_rows(features) + _by_severity_rows(features) if f.sample.group not in held_out]
+    return others + [f for f in features if f.image_embedding is None]
+
+
 def fit_core(features: list[Features], encoder_sha256: str, c: float = FALLBACK_C) -> Heads:
     """Image and part heads without calibration (identity Platt, landmark weight 1, no presets)."""
     rows = _image_rows(features)
@@ -292,20 +300,16 @@ def out_of_fold(
     """Grouped out-of-fold raw scores: GroupKFold(``folds``) or, with ``folds=None``, one fold per group."""
     _, GroupKFold = _sklearn()
     rows = _scored_rows(features)
-    by_severity = _by_severity_rows(features)
     groups = np.array([f.sample.group for f in rows])
     n_groups = len(set(groups))
     if n_groups < 2:
         raise HumanRefineError("cross-validation needs at least two groups of images")
     splitter = GroupKFold(n_splits=n_groups if folds is None else min(folds, n_groups))
-    part_rows = [f for f in features if f.image_embedding is None]  # user crops always train
     image_logits = np.full(len(rows), np.nan)
     part_shares: list[list[float]] = [[] for _ in rows]
-    for train_idx, test_idx in splitter.split(np.zeros(len(rows)), groups=groups):
-        held_out = set(groups[test_idx].tolist())
-        extra = [f for f in by_severity if f.sample.group not in held_out]
+    for _train_idx, test_idx in splitter.split(np.zeros(len(rows)), groups=groups):
         try:
-            heads = fit_core([rows[i] for i in train_idx] + extra + part_rows, encoder_sha256, c)
+            heads = fit_core(training_side(features, set(groups[test_idx].tolist())), encoder_sha256, c)
         except HumanRefineError:
             continue  # a fold without both labels: its images stay unscored
         for i in test_idx:
