@@ -1,9 +1,11 @@
-"""WebUI installer (run by the launcher at start-up): the pinned LiteRT and ONNX runtimes and the models.
+"""WebUI installer (run by the launcher at start-up): the pinned LiteRT, ONNX and dlib runtimes and the models.
 
 The host's protobuf and numpy are pinned by the launcher; pip gets a constraints file with
 their current versions so installing a runtime can never move them. onnxruntime (for the
 optional learned check) is installed only when no onnxruntime build is importable: an existing
-onnxruntime or onnxruntime-gpu (ControlNet's preprocessors bring one) is used as it is.
+onnxruntime or onnxruntime-gpu (ControlNet's preprocessors bring one) is used as it is. The same
+for dlib (the judge's optional identity check): a dlib the user built is used as it is, else the
+``dlib-bin`` wheel, which needs nothing else (no numpy of its own).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ LITERT = "ai-edge-litert"
 LITERT_VERSION = "2.3.0"
 ONNXRUNTIME = "onnxruntime"
 ONNXRUNTIME_VERSION = "1.23.2"
+DLIB = "dlib-bin"
+DLIB_VERSION = "20.0.1.post1"
 KEEP = ("numpy", "protobuf")  # never changed by our install
 
 
@@ -61,6 +65,12 @@ def install_onnxruntime() -> None:
         pip_install(ONNXRUNTIME, ONNXRUNTIME_VERSION)
 
 
+def install_dlib() -> None:
+    """Only when no dlib module is importable: a dlib the user built (or another wheel's) stays."""
+    if importlib.util.find_spec("dlib") is None:
+        pip_install(DLIB, DLIB_VERSION)
+
+
 def fetch_models() -> None:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from lib_humanrefine import models
@@ -83,4 +93,5 @@ def fetch_models() -> None:
 
 install_litert()
 install_onnxruntime()
+install_dlib()
 fetch_models()

