@@ -77,8 +77,9 @@ AUTOMATIC = "Automatic"
 SETTINGS: tuple[Option, ...] = (
     Option("humanrefine_candidates", "Candidates per part (seeds tried; the best verified one is kept)", 1, "int",
            minimum=1, maximum=4, step=1, infotext="HumanRefine candidates", per_request=True),
-    Option("humanrefine_verify", "Verify each fix (keep a candidate only if the part is found again, follows the "
-           "intended skeleton and scores no worse); off = always keep the best candidate", True, "bool",
+    Option("humanrefine_verify", "Verify each fix (keep a candidate only if the part is found again on the intended "
+           "skeleton, a face stays the same person, and no colour cast, seam or blur shows); off = always keep the "
+           "candidate closest to its skeleton", True, "bool",
            infotext="HumanRefine verify", per_request=True),
     Option("humanrefine_depth_weight", "Hand depth control weight (HandRefiner: 0.4-0.8)", 0.55, "float",
            minimum=0.0, maximum=2.0, step=0.05, infotext="HumanRefine depth weight", per_request=True),

@@ -20,6 +20,7 @@ from .conditions.crop import NATIVE, CropBox, context_crop, crop_image
 from .conditions.hand_depth import render_hand_depth
 from .conditions.openpose import render_openpose
 from .conditions.reference import reference_image
+from .detect.faces import roi_of
 from .detect.types import POSE, Detections
 from .diagnose.types import Diagnosis, Part
 from .hosts.base import Control
@@ -96,6 +97,9 @@ class Step:
     seam_denoise: float  # 0 = no second stage
     keypoints: np.ndarray | None = field(default=None, repr=False)  # the skeleton the controls ask for
     part_size: float = 0.0  # the part's scale in pixels (hand size, face box side, torso)
+    # the rotated crop (cx, cy, w, h, rotation) the part's detector found it in: verification looks
+    # for the part again there, as MediaPipe tracks a part from frame to frame
+    roi: tuple[float, float, float, float, float] | None = None
 
     @property
     def box(self) -> tuple[int, int, int, int]:
@@ -263,7 +267,7 @@ def make_step(
         hand = detections.hands[part.index]
         region = hand_mask(hand.landmarks, hand.size, shape)
         context, ring_px = 0.6, 0.25 * hand.size
-        keypoints, part_size = hand.landmarks[:, :2].copy(), hand.size
+        keypoints, part_size, roi = hand.landmarks[:, :2].copy(), hand.size, hand.roi
     elif kind == "face":
         region = face_mask(part, detections, shape)
         x0, y0, x1, y1 = part.box
@@ -271,12 +275,14 @@ def make_step(
         face = detections.faces[part.index]
         keypoints = None if face.landmarks is None else face.landmarks[:, :2].copy()
         part_size = float(max(x1 - x0, y1 - y0))
+        r = roi_of(face)
+        roi = (r.cx, r.cy, r.width, r.height, r.rotation)
     else:
         region = body_mask(part, detections, shape)
         person = detections.people[part.index]
         context, ring_px = 0.25, 0.15 * person.torso_size
         keypoints = np.where((person.visibility >= 0.5)[:, None], person.landmarks[:, :2], np.nan)
-        part_size = max(person.torso_size, 1.0)
+        part_size, roi = max(person.torso_size, 1.0), person.roi
     box = masks.bbox(region)
     if box is None:
         return None
@@ -315,7 +321,7 @@ def make_step(
         denoise=round(denoise, 3), seed=options.seed + 1000 * (index + 1), steps=options.steps,
         cfg_scale=options.cfg_scale, candidates=max(1, choice.candidates or options.candidates),
         seam_denoise=0.3 if options.seam_pass and kind != "pose" else 0.0,
-        keypoints=keypoints, part_size=float(part_size),
+        keypoints=keypoints, part_size=float(part_size), roi=tuple(float(v) for v in roi),
     )  # fmt: skip
 
 

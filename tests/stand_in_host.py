@@ -1,7 +1,9 @@
 """TEST DOUBLES for the refinement engine — no diffusion model is involved anywhere here.
 
 ``ShiftHost`` returns the request's crop with the masked pixels' values shifted by an amount
-that depends only on the seed, so every result is deterministic and traceable to its seed.
+that depends only on the seed, so every result is deterministic and traceable to its seed. By
+default the shift is at most 2 levels, which the judge keeps as it would a generation that blends
+in; ``ShiftHost(spread=50)`` makes candidates that differ plainly (the judge sees a colour cast).
 """
 
 from __future__ import annotations
@@ -12,14 +14,14 @@ from lib_humanrefine.hosts.base import InpaintRequest
 
 
 class ShiftHost:
-    """Test double: masked pixels + (seed mod 50) per channel; records every request."""
+    """Test double: masked pixels + (seed mod spread) per channel; records every request."""
 
-    def __init__(self):
+    def __init__(self, spread: int = 3):
         self.requests: list[InpaintRequest] = []
+        self.spread = spread
 
-    @staticmethod
-    def shift(seed: int) -> int:
-        return seed % 50
+    def shift(self, seed: int) -> int:
+        return seed % self.spread
 
     def inpaint(self, request: InpaintRequest) -> np.ndarray:
         self.requests.append(request)

@@ -11,18 +11,12 @@ from synthetic import normal_hand, person, stretch_bone
 from lib_humanrefine.conditions import masks
 from lib_humanrefine.detect.types import Detections
 from lib_humanrefine.diagnose import diagnose_detections
-from lib_humanrefine.engine import (
-    Check,
-    EngineOptions,
-    apply_candidate,
-    check_part,
-    judge,
-    rediagnose_part,
-    refine,
-    run_step,
-)
+from lib_humanrefine.engine import EngineOptions, apply_candidate, refine, run_step
 from lib_humanrefine.hosts.base import HostInterrupted
 from lib_humanrefine.plan import PartChoice, PlanOptions, make_plan
+from lib_humanrefine.verify import Judge, Measures
+from lib_humanrefine.verify.anatomy import Found
+from lib_humanrefine.verify.pixels import PixelChange
 
 
 def scene(broken=True):
@@ -77,31 +71,56 @@ def test_pose_steps_come_first_for_a_broken_arm():
     assert pose.mask[int(p.landmarks[13, 1]), int(p.landmarks[13, 0])] == 255  # the left elbow is inside
 
 
-def fixed_checker(best_shift, found=True, error=0.0):
-    """Checks a candidate by how far its masked pixels moved from ``best_shift`` (score 0 = the fix)."""
-
-    base = {}
-
-    def check(img, step):
-        original = base.setdefault("image", img.astype(int))  # the first call checks the original
-        moved = (img.astype(int) - original)[step.mask > 0].mean()
-        return Check(found, min(1.0, abs(moved - best_shift) / 50), error)
-
-    return check
+def measured(presence=1.0, error=0.0, colour=0.0, seam=0.0, detail=1.0, **found) -> Measures:
+    """What a judge might measure of one image of a step (made up; the decisions are the real judge's)."""
+    return Measures(found=Found(presence, error, **found), pixels=PixelChange(colour, seam, detail))
 
 
-def constant_checker(**values):
-    return lambda img, step: Check(**{"found": True, "score": 0.0, "skeleton_error": 0.0, **values})
+class ScriptedJudge(Judge):
+    """The real judge's decisions on made-up measurements: ``script(candidate, step)`` (or the next
+    of a list) is what a candidate measures; the original measures as ``original``."""
+
+    def __init__(self, script, original: Measures | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if not callable(script):
+            answers = iter(script)
+            script = lambda _img, _step: next(answers)  # noqa: E731
+        self.script = script
+        self.original = original or measured()
+        self.image = None
+
+    def reference(self, image, step):
+        self.image = image
+        return self.original
+
+    def measure(self, original, candidate, step, reference):
+        return self.script(candidate, step)
+
+
+def fixed_judge(best_shift):
+    """Measures a candidate by how far its masked pixels moved from ``best_shift``: the skeleton error
+    grows with the distance, so the candidate shifted by ``best_shift`` follows its skeleton best."""
+
+    def script(img, step):
+        moved = (img.astype(int) - judge.image.astype(int))[step.mask > 0].mean()
+        return measured(error=min(0.1, abs(moved - best_shift) / 500))
+
+    judge = ScriptedJudge(script)
+    return judge
+
+
+def constant_judge(**values):
+    return ScriptedJudge(lambda _img, _step: measured(**values))
 
 
 def test_best_candidate_is_kept_and_outside_pixels_are_untouched():
     image, det, diagnosis = scene()
     plan = make_plan(image, det, diagnosis, PlanOptions(candidates=3, seam_pass=False))
     step = plan.steps[0]
-    host = ShiftHost()
+    host = ShiftHost(spread=50)  # three plainly different candidates
     seeds = [step.seed + 7919 * c for c in range(3)]
-    target = ShiftHost.shift(seeds[1])
-    out, result = run_step(image, step, host, fixed_checker(target))
+    target = host.shift(seeds[1])
+    out, result = run_step(image, step, host, fixed_judge(target))
     assert result.accepted and len(result.candidates) == 3 and result.chosen == 1
     assert [r.seed for r in host.requests] == seeds and result.reason == "fixed (3/3 candidates passed)"
     assert np.array_equal(out[step.mask == 0], image[step.mask == 0])  # bit-identical outside the mask
@@ -115,37 +134,60 @@ def test_a_part_the_diagnosis_has_no_opinion_about_is_fixed_when_it_is_found_on_
     image, det, diagnosis = scene(broken=False)
     step = make_plan(image, det, diagnosis, PlanOptions(policy="all", seam_pass=False)).steps[0]
     assert step.score == 0.0
-    out, result = run_step(image, step, ShiftHost(), constant_checker(score=0.0, skeleton_error=0.05))
-    assert result.accepted and out is not image and result.after.score == 0.0
+    out, result = run_step(image, step, ShiftHost(), constant_judge(error=0.05))
+    assert result.accepted and out is not image and result.after.found.skeleton_error == 0.05
 
 
 @pytest.mark.parametrize(
-    "check, reason",
+    "candidate, reason",
     [
-        ({"found": False, "score": 1.0, "skeleton_error": None}, "hand not found again"),
-        ({"skeleton_error": 0.4}, "skeleton moved 0.40 > 0.15"),
-        ({"score": 0.3}, "scores worse 0.30 vs 0.00"),
+        (measured(presence=0.1), "hand not found again (presence 0.10 < 0.50)"),
+        (measured(side="left", side_score=0.95), "the right hand became a left hand"),
+        (measured(error=0.4), "skeleton moved 0.40 > 0.15"),
+        (measured(colour=6.0), "colour shifted at the seam (ΔE 6.0 > 4.2)"),
+        (measured(seam=5.0), "seam: the surroundings no longer match (5.0 > 3.8)"),
+        (measured(detail=0.2), "blurred (detail 0.20 < 0.40)"),
     ],
 )
-def test_a_candidate_that_lost_the_part_drifted_or_got_worse_is_reverted(check, reason):
+def test_a_candidate_that_fails_a_check_is_reverted_and_the_reason_names_it(candidate, reason):
     image, det, diagnosis = scene(broken=False)
     step = make_plan(image, det, diagnosis, PlanOptions(policy="all", seam_pass=False, candidates=2)).steps[0]
-    original = Check(True, 0.0, 0.0)
-    bad = Check(**{"found": True, "score": 0.0, "skeleton_error": 0.0, **check})
-    checks = iter([original, bad, bad])
-    out, result = run_step(image, step, ShiftHost(), lambda img, s: next(checks))
+    original = measured(side="right", side_score=0.97)
+    out, result = run_step(image, step, ShiftHost(), ScriptedJudge([candidate, candidate], original))
     assert not result.accepted and out is image
-    assert result.reason == f"kept: no candidate passed ({reason})" and result.passed == 0
+    assert result.reason == f"kept: {reason}" and result.passed == 0
+    assert result.phrase() == f"right hand kept: {reason}"
     # verification off keeps the best candidate whatever the checks say (ADetailer-like)
-    checks = iter([original, bad, bad])
-    out, result = run_step(image, step, ShiftHost(), lambda img, s: next(checks), EngineOptions(verify=False))
+    judge = ScriptedJudge([candidate, candidate], original)
+    out, result = run_step(image, step, ShiftHost(), judge, EngineOptions(verify=False))
     assert result.accepted and result.reason == "fixed (not verified)"
+
+
+def test_a_face_that_became_someone_else_is_reverted_with_the_distance():
+    image, det, diagnosis = scene(broken=False)
+    step = make_plan(image, det, diagnosis, PlanOptions(policy="all", seam_pass=False)).steps[0]
+    step.kind = "face"  # the judge decides by the step's kind; the scripted numbers stand for a face
+    swapped = Measures(found=Found(0.99, 0.02), identity=0.71, pixels=PixelChange(0.3, 0.4, 1.0))
+    out, result = run_step(image, step, ShiftHost(), ScriptedJudge([swapped]))
+    assert not result.accepted and result.reason == "kept: candidate changed identity (0.71 > 0.45)"
+    assert result.candidates[0].check == "identity" and result.candidates[0].describe()["identity"] == 0.71
+
+
+def test_candidates_failing_differently_are_all_named():
+    image, det, diagnosis = scene(broken=False)
+    step = make_plan(image, det, diagnosis, PlanOptions(policy="all", seam_pass=False, candidates=2)).steps[0]
+    judge = ScriptedJudge([measured(colour=6.0), measured(presence=0.0)])
+    _out, result = run_step(image, step, ShiftHost(), judge)
+    assert result.reason == (
+        "kept: no candidate passed (colour shifted at the seam (ΔE 6.0 > 4.2); "
+        "hand not found again (presence 0.00 < 0.50))"
+    )
 
 
 def test_failing_host_keeps_the_image_and_says_why():
     image, det, diagnosis = scene()
     step = make_plan(image, det, diagnosis, PlanOptions()).steps[0]
-    out, result = run_step(image, step, BrokenHost(), constant_checker())
+    out, result = run_step(image, step, BrokenHost(), constant_judge())
     assert not result.accepted and out is image and "ControlNet is not installed" in result.reason
 
 
@@ -153,7 +195,7 @@ def test_seam_stage_repaints_only_the_ring():
     image, det, diagnosis = scene()
     step = make_plan(image, det, diagnosis, PlanOptions()).steps[0]
     host = ShiftHost()
-    out, result = run_step(image, step, host, fixed_checker(ShiftHost.shift(step.seed)))
+    out, result = run_step(image, step, host, fixed_judge(host.shift(step.seed)))
     assert len(host.requests) == 2
     first, seam = host.requests
     assert first.controls and not seam.controls and seam.denoising_strength == step.seam_denoise
@@ -179,9 +221,7 @@ def test_interrupt_between_steps_keeps_what_was_accepted(monkeypatch):
         return "interrupted" if len(calls) >= 4 else None
 
     host = ShiftHost()
-    result = refine(
-        image, host, PlanOptions(policy="all", seam_pass=False), checker=constant_checker(), should_stop=stop
-    )
+    result = refine(image, host, PlanOptions(policy="all", seam_pass=False), judge=constant_judge(), should_stop=stop)
     assert result.stopped == "interrupted" and len(host.requests) == 2  # the second pass was cut short
     first, second = result.steps
     assert first.accepted and not second.accepted and second.reason == "not finished" and second.candidates == []
@@ -199,7 +239,7 @@ def test_a_host_reporting_interruption_stops_the_run(monkeypatch):
         def inpaint(self, request):
             raise HostInterrupted("skipped")
 
-    result = refine(image, SkippingHost(), PlanOptions(policy="all"), checker=constant_checker())
+    result = refine(image, SkippingHost(), PlanOptions(policy="all"), judge=constant_judge())
     assert result.stopped == "skipped" and np.array_equal(result.image, image)
 
 
@@ -209,7 +249,7 @@ def test_progress_names_part_and_candidate_and_kept_candidates_can_be_swapped(mo
     seen = []
     result = refine(
         image, ShiftHost(), PlanOptions(policy="all", candidates=2, seam_pass=False),
-        EngineOptions(keep_candidates=True), checker=constant_checker(), progress=seen.append,
+        EngineOptions(keep_candidates=True), judge=constant_judge(), progress=seen.append,
     )  # fmt: skip
     assert seen == ["right hand 1/2", "right hand 2/2", "right hand 1/2", "right hand 2/2"]
     step, outcome = result.plans[0].steps[0], result.steps[0]
@@ -225,9 +265,9 @@ def test_progress_names_part_and_candidate_and_kept_candidates_can_be_swapped(mo
 def test_summary_line_reads_like_the_issue_asks():
     image, det, diagnosis = scene()
     step = make_plan(image, det, diagnosis, PlanOptions(candidates=3, seam_pass=False)).steps[0]
-    checks = iter([Check(True, 1.0, 0.0), Check(True, 0.2, 0.1), Check(False, 1.0), Check(True, 0.1, 0.1)])
-    _out, fixed = run_step(image, step, ShiftHost(), lambda img, s: next(checks))
-    assert fixed.phrase() == "right hand fixed (2/3 candidates passed)" and fixed.chosen == 2
+    judge = ScriptedJudge([measured(error=0.1), measured(presence=0.0), measured(error=0.05)])
+    _out, fixed = run_step(image, step, ShiftHost(), judge)
+    assert fixed.phrase() == "right hand fixed (2/3 candidates passed)" and fixed.chosen == 2  # nearest its skeleton
 
 
 def test_refine_on_a_real_photo_with_an_identity_host_changes_nothing_outside_accepted_regions(
@@ -248,7 +288,7 @@ def test_refine_on_a_real_photo_with_an_identity_host_changes_nothing_outside_ac
     assert not diff[~region].any() and diff[region].mean() < 4  # only resampling noise inside
 
 
-def test_check_part_finds_the_same_hand_on_its_skeleton(models_ready, shared_data):
+def test_the_judge_finds_an_unchanged_hand_again_and_rejects_it_moved_or_painted_over(models_ready, shared_data):
     from lib_humanrefine.detect import detect
     from lib_humanrefine.images import load_image
 
@@ -258,19 +298,22 @@ def test_check_part_finds_the_same_hand_on_its_skeleton(models_ready, shared_dat
     plan = make_plan(image, det, diagnosis, PlanOptions(policy="all"))
     hand_steps = [s for s in plan.steps if s.kind == "hand"]
     assert hand_steps
+    judge = Judge()
     for step in hand_steps:
-        again = check_part(image, step)
-        assert again.found and again.score < 1.0 and again.skeleton_error < 0.1
+        original = judge.reference(image, step)
+        again = judge.measure(image, image, step, original)
+        assert original.found.presence > 0.5 and again.found.skeleton_error < 0.05  # its own crop: the same skeleton
+        assert judge.decide(again, original, step.kind).passed
         shifted = image.copy()  # the hand's pixels moved by a third of its size: the skeleton no longer fits
         c = step.crop
         dx = int(step.part_size / 3)
         shifted[c.y0 : c.y1, c.x0 + dx : c.x1] = image[c.y0 : c.y1, c.x0 : c.x1 - dx]
-        moved = check_part(shifted, step)
-        assert judge(moved, again, step, EngineOptions()) != ""  # lost, or off its skeleton
+        moved = judge.decide(judge.measure(image, shifted, step, original), original, step.kind)
+        assert moved.check in ("found", "side", "skeleton", "seam")  # lost, off its skeleton, or a visible seam
         blank = image.copy()
         blank[c.y0 : c.y1, c.x0 : c.x1] = 128
-        assert check_part(blank, step) == Check(False, 1.0)  # a hand painted over is a lost hand
-        assert rediagnose_part(blank, step) == 1.0
+        painted = judge.decide(judge.measure(image, blank, step, original), original, step.kind)
+        assert painted.check == "found" and painted.reason.startswith("hand not found again")
 
 
 def test_policy_off_kinds_strengths_and_explicit_choices():

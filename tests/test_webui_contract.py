@@ -110,7 +110,7 @@ def test_a_lost_part_reverts_to_the_exact_original(webui, astronaut, monkeypatch
     webui.rec.before_pass.append(grey)
     image = Image.fromarray(astronaut)
     (result,), _ = run_job(webui, stand_ins.make_p(), [image], [True])
-    assert result[0] is image and result[2] == "P1 face kept: no candidate passed (face not found again)"
+    assert result[0] is image and result[2] == "P1 face kept: face not found again (presence 0.00 < 0.50)"
 
 
 def test_interrupt_mid_refine_keeps_the_image_as_it_is(webui, astronaut):

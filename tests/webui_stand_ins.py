@@ -1,6 +1,7 @@
 """STAND-INS of the WebUI modules HumanRefine touches, with the real signatures (A1111 1.10.1 /
 Forge 2.0.1, see ../shared/design/hosts.md). No model runs: ``process_images`` returns the init
-image with the masked pixels shifted by an amount that depends only on the seed, and the ControlNet
+image with the masked pixels shifted by (seed mod 3) levels, an amount that depends only on the seed
+and that the judge keeps as it would a generation that blends in, and the ControlNet
 stand-ins keep the one piece of state that matters (A1111's UNet hook of the outer job).
 
 ``install(monkeypatch, tmp_path, flavour)`` puts them into ``sys.modules`` and returns a namespace
@@ -328,7 +329,7 @@ def install(monkeypatch, tmp_path, flavour="a1111", models=("control_v11f1p_sd15
         (tmp_path / "params.txt").write_text("inner pass parameters")
         init = np.asarray(p.init_images[0]).astype(np.int32)
         mask = np.asarray(p.mask) > 0
-        init[mask] += p.seed % 50
+        init[mask] += p.seed % 3
         out = Image.fromarray(np.clip(init, 0, 255).astype(np.uint8))
         processed = Processed([out])
         for script in runner.alwayson_scripts if runner else []:

@@ -92,6 +92,13 @@ def face_roi(det: geometry.RawDetection) -> geometry.Roi:
     return roi.transformed(scale_x=1.5, scale_y=1.5, square_long=True)
 
 
+def roi_of(face: Face) -> geometry.Roi:
+    """The crop the face's mesh was found in (rebuilt from its detector box and keypoints): the
+    judge looks for the face again there."""
+    det = geometry.RawDetection(face.score, np.asarray(face.box_xyxy, np.float32), np.asarray(face.keypoints))
+    return face_roi(det)
+
+
 def face_mesh(image: np.ndarray, roi: geometry.Roi) -> tuple[np.ndarray, float]:
     """468 landmarks (image pixels + relative z) in ``roi`` and the face-presence probability."""
     tensor, crop_to_image = geometry.crop_roi(image, roi, (MESH_SIZE, MESH_SIZE), (0.0, 1.0), cv2.BORDER_REPLICATE)

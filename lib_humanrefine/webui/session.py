@@ -218,15 +218,13 @@ def part_names(diagnosis: Diagnosis) -> list[str]:
 
 
 def candidate_label(i: int, candidate: Candidate) -> str:
-    """E.g. ``#2 seed 5043: passed, score 0.12, skeleton 0.05`` or ``#1 seed 4043: scores worse 0.60 vs 0.10``."""
+    """E.g. ``#2 seed 5043: passed (skeleton 0.05, colour ΔE 0.8, seam 1.1, detail 0.93)`` or
+    ``#1 seed 4043: candidate changed identity (0.71 > 0.60)``."""
     head = f"#{i + 1} seed {candidate.seed}"
-    if candidate.check is None:
+    if candidate.measures is None or not candidate.passed:
         return f"{head}: {candidate.reason}"
-    numbers = f"score {candidate.check.score:.2f}"
-    if candidate.check.skeleton_error is not None:
-        numbers += f", skeleton {candidate.check.skeleton_error:.2f}"
-    verdict = "passed" if candidate.passed else candidate.reason
-    return f"{head}: {verdict}, {numbers}"
+    numbers = ", ".join(f"{name} {text}" for name, text in candidate.measures.figures().items())
+    return f"{head}: passed ({numbers})" if numbers else f"{head}: passed"
 
 
 def part_rows(diagnosis: Diagnosis, args: ScriptArgs, settings: Settings) -> list[PartRow]:

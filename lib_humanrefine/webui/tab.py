@@ -134,27 +134,28 @@ def compare_html(before: np.ndarray | None, after: np.ndarray | None, message: s
 
 
 def steps_html(session: sessions.Session | None) -> str:
-    """One row per refined step: the decision and its numbers."""
+    """One row per refined step: the decision, the check that decided and the judge's numbers for
+    the candidate in use (or, when none passed, for the first one tried)."""
     if session is None or session.result is None:
         return '<p class="humanrefine-muted">Each refined part, its candidates and the checks\' decision.</p>'
     if not session.result.steps:
         return f"<p>{html.escape(session.summary())}</p>"
+    columns = ("skeleton", "identity", "colour", "seam", "detail")
     rows = []
     for step in session.result.steps:
         chosen = session.chosen.get(step.index, step.chosen)
-        after = step.candidates[chosen].check if chosen is not None and step.candidates[chosen].check else None
-        before = "" if step.kind == "region" else f"{step.before.score:.2f}"
-        score = "" if after is None or step.kind == "region" else f"{after.score:.2f}"
-        skeleton = "" if after is None or after.skeleton_error is None else f"{after.skeleton_error:.2f}"
-        rows.append(
-            "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (
-                session.step_name(step), session.step_phrase(step).removeprefix(session.step_name(step)).strip(),
-                f"{step.passed}/{len(step.candidates)}", before, score, skeleton,
-            )) + "</tr>"
+        shown = step.candidates[chosen] if chosen is not None else next(
+            (c for c in step.candidates if c.measures is not None), None
         )  # fmt: skip
-    head = "".join(
-        f"<th>{h}</th>" for h in ("part", "decision", "passed", "landmark score before", "after", "skeleton error")
-    )
+        figures = shown.measures.figures() if shown is not None and shown.measures is not None else {}
+        decided = "" if shown is None else ("passed" if shown.passed else shown.check or "host")
+        cells = (
+            session.step_name(step), session.step_phrase(step).removeprefix(session.step_name(step)).strip(),
+            f"{step.passed}/{len(step.candidates)}", decided, *(figures.get(c, "") for c in columns),
+        )  # fmt: skip
+        rows.append("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in cells) + "</tr>")
+    heads = ("part", "decision", "passed", "check", "skeleton error", "identity", "colour", "seam", "detail")
+    head = "".join(f"<th>{h}</th>" for h in heads)
     return f'<table class="humanrefine-steps"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
