@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--refine-options", default="{}", help="options for the refine route, as JSON")
     b.add_argument("--user", default=None, help="USER:PASSWORD for --refine-url when the WebUI uses --api-auth")
     b.add_argument("--no-stability", action="store_true", help="skip the PNG/JPEG/WebP re-diagnosis")
+    b.add_argument("--judge", action="store_true", help="benchmark the verification instead: bad and benign "
+                   "candidates made from the images, limits fitted on other groups (see docs)")  # fmt: skip
+    b.add_argument("--judge-limit", type=int, default=0, help="--judge: use only the first N images (default: all)")
 
     pl = sub.add_parser(
         "plan", help="dry run: plan the refinement steps (no diffusion) and write their masks and controls"
@@ -387,6 +390,13 @@ def cmd_bench(args) -> int:
         if args.json.resolve() in inputs:
             raise BadArgument(f"--json {args.json} is one of the inputs; give a new file name")
         output_file(args.json, "--json")
+    if args.judge:
+        result = _judge_bench(args, labels)
+        text = dumps_json(result)
+        print(text)
+        if args.json:
+            write_text(args.json, text + "\n")
+        return EXIT_OK
     refine_options = _json_object(args.refine_options, "--refine-options")
     result = run_bench(
         labels, threshold=_resolve_threshold(args), tta=not args.no_tta, progress=sys.stderr,
@@ -402,6 +412,26 @@ def cmd_bench(args) -> int:
     if args.json:
         write_text(args.json, text + "\n")
     return EXIT_USAGE if result.get("skipped") else EXIT_OK
+
+
+def _judge_bench(args, labels) -> dict:
+    """``bench --judge``: the judge benchmark over the labelled images (labels do not matter here,
+    only the pictures and their groups), with a readable table on stderr."""
+    from .learned.data import FolderInfo, Sample
+    from .verify import benchmark
+
+    if args.judge_limit < 0:
+        raise BadArgument(f"--judge-limit must be 0 (all) or more (got {args.judge_limit})")
+    folders = {}
+    samples = []
+    for item in labels:
+        info = folders.setdefault(item.folder, FolderInfo(item.folder))
+        samples.append(Sample(item.path, item.label, kind=item.kind, group=info.group(item.path)))
+    if args.judge_limit:
+        samples = samples[: args.judge_limit]
+    result = benchmark.run_judge_bench(samples, list(args.data), progress=sys.stderr)
+    print(benchmark.format_table(result), file=sys.stderr)
+    return result
 
 
 class _ClosedPipeSafe:
