@@ -239,7 +239,7 @@ def test_too_small_images(client, shape):
     assert "too small" in refused(post(client, "diagnose", {"image": b64(np.zeros((*shape, 3), np.uint8))}))
 
 
-@pytest.mark.parametrize("shape", [(16, 16), (16, 3000), (3000, 16)])
+@pytest.mark.parametrize("shape", [(16, 16), (16, 3000), (3000, 16), (20, 20000), (16, 8000), (8000, 16)])
 def test_thin_and_tiny_images_are_diagnosed(client, shape):
     response = post(client, "diagnose", {"image": b64(np.full((*shape, 3), 128, np.uint8))})
     assert response.status_code == 200 and response.json()["report"]["parts"] == []

@@ -84,6 +84,20 @@ def test_gif_in_a_folder_is_diagnosed_like_a_gif_given_directly(models_ready, cl
     assert len(from_folder) == len(direct) == 1 and from_folder[0]["score"] == direct[0]["score"]
 
 
+def test_strips_inside_the_limits_are_diagnosed_and_planned(models_ready, cli, tmp_path, astronaut):
+    """20000 x 20 and 16 x 8000 px are inside the limits: diagnosed (nothing found is a fine answer)."""
+    import cv2
+
+    for width, height in ((20000, 20), (16, 8000)):
+        strip = cv2.resize(astronaut, (width, height), interpolation=cv2.INTER_AREA)
+        Image.fromarray(strip).save(tmp_path / f"strip_{width}x{height}.png")
+    code, out, err = cli("diagnose", tmp_path, "--out", tmp_path / "out")
+    assert code == 0 and err == "" and "2 image(s): 0 suspect" in out, err
+    assert [e["parts"] for e in strict_json(tmp_path / "out" / "report.json")["images"]] == [[], []]
+    code, out, err = cli("plan", tmp_path / "strip_20000x20.png", "--out", tmp_path / "plan")
+    assert code == 0 and err == "" and (tmp_path / "plan" / "plan.json").is_file(), err
+
+
 # --- --out and --json ----------------------------------------------------------------------------
 
 

@@ -89,9 +89,10 @@ def install_routes(app, credentials: dict[str, str] | None, run_refine: Callable
         except HumanRefineError as exc:  # the setup (runtime, model files), named with its fix: not a bug
             log(f"{request.url.path} failed: {user_message(exc)}")
             return error(503, user_message(exc))
-        except Exception as exc:  # a bug of ours: say so in one line, keep the server up
-            log(f"{request.url.path} failed: {exc.__class__.__name__}: {exc}")
-            return error(500, f"HumanRefine: internal error ({exc.__class__.__name__}: {exc})")
+        except Exception as exc:  # a bug of ours: say so in one line (OpenCV's messages span lines), keep the server up
+            detail = f"{exc.__class__.__name__}: {' '.join(str(exc).split())[:300]}"
+            log(f"{request.url.path} failed: {detail}")
+            return error(500, f"HumanRefine: internal error ({detail}); please report this")
 
     async def diagnose(request: Request):
         return await guarded(request, lambda payload: service.diagnose_request(payload, current_settings()))
