@@ -262,36 +262,50 @@ def run_bench(
 
 def refine_acceptance(
     items: list[Labelled], url: str, limit: int = 10, steps: int = 20, auth: str | None = None,
-    options: dict | None = None, progress: TextIO | None = None,
+    options: dict | None = None, progress: TextIO | None = None, timeout: float | None = None,
 ) -> dict:  # fmt: skip
     """Refine the first ``limit`` images through a running WebUI's refine route (policy "all" unless
     ``options`` say otherwise) and count how many planned steps the verification accepted, and why
-    the others were kept."""
+    the others were kept. A failure (the server refuses, goes away or answers something else) ends
+    the figures there: they count the images refined until then and ``error`` says what happened."""
     from collections import Counter
 
-    from .client import post_json, refine_payload
+    from .client import DEFAULT_TIMEOUT, REFINE_ROUTE, post_json, refine_answer, refine_payload
 
     options = {"policy": "all", **(options or {})}
     seconds, reasons = [], Counter()
     total = accepted = images = 0
+    error = None
     for item in items[:limit]:
         start = time.perf_counter()
-        payload = refine_payload(item.path.read_bytes(), "a photo of a person", "", 1, steps, 7.0, None, options)
-        answer = post_json(url, "/humanrefine/v1/refine", payload, auth=auth)
+        try:
+            payload = refine_payload(item.path.read_bytes(), "a photo of a person", "", 1, steps, 7.0, None, options)
+            answer = refine_answer(
+                post_json(url, REFINE_ROUTE, payload, auth=auth, timeout=timeout or DEFAULT_TIMEOUT), url + REFINE_ROUTE
+            )
+        except OSError as exc:  # the image went away since it was scored
+            error = f"{item.path}: cannot be read ({exc.strerror or exc})"
+            break
+        except HumanRefineError as exc:
+            error = str(exc)
+            break
         seconds.append(time.perf_counter() - start)
         images += 1
-        for step in answer["report"]["refinement"]["steps"]:
+        for step in answer.report["refinement"]["steps"]:
             total += 1
-            accepted += bool(step["accepted"])
+            accepted += step["accepted"]
             if not step["accepted"]:
                 reasons[step["reason"].split(" (")[0] if "host failed" in step["reason"] else step["reason"]] += 1
         if progress:
-            print(f"{item.path.name:50} {answer['info']} ({seconds[-1]:.0f} s)", file=progress)
-    return {
+            print(f"{item.path.name:50} {answer.info} ({seconds[-1]:.0f} s)", file=progress)
+    out = {
         "url": url, "options": options, "images": images, "steps": total, "accepted": accepted,
         "share_accepted": round(accepted / total, 4) if total else None,
         "seconds_per_image": _percentiles(seconds), "kept_because": dict(reasons.most_common()),
     }  # fmt: skip
+    if error:
+        out["error"] = error
+    return out
 
 
 def region_mask(image_path: Path) -> np.ndarray | None:

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from . import models
+from .client import DEFAULT_TIMEOUT
 from .errors import BadArgument, BadImage, HumanRefineError, failure_on
 
 EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
@@ -38,6 +39,16 @@ def _threshold(text: str) -> float:
         value = float("nan")
     if not 0.0 <= value <= 1.0:  # also refuses nan
         raise argparse.ArgumentTypeError(f"threshold must be a number between 0 and 1, got {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 < value < float("inf"):  # also refuses nan
+        raise argparse.ArgumentTypeError(f"give a number of seconds above 0, got {text}")
     return value
 
 
@@ -92,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--refine-steps", type=int, default=20, help="sampling steps per pass (default: %(default)s)")
     b.add_argument("--refine-options", default="{}", help="options for the refine route, as JSON")
     b.add_argument("--user", default=None, help="USER:PASSWORD for --refine-url when the WebUI uses --api-auth")
+    b.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT,
+                   help="seconds to wait for each --refine-url answer (default: %(default)g)")  # fmt: skip
     b.add_argument("--no-stability", action="store_true", help="skip the PNG/JPEG/WebP re-diagnosis")
 
     pl = sub.add_parser(
@@ -124,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--candidates", type=int, default=None, help="seeds tried per part (1-4)")
     r.add_argument("--options", default="{}", help='more options as JSON, e.g. \'{"faces": false, "verify": false}\'')
     r.add_argument("--user", default=None, help="USER:PASSWORD when the WebUI runs with --api-auth")
+    r.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT,
+                   help="seconds to wait for each image's answer (default: %(default)g; a refine waits in the "
+                   "WebUI's queue)")  # fmt: skip
 
     t = sub.add_parser("train", help="fit the learned heads on labelled folders (needs scikit-learn)")
     t.add_argument("--data", type=Path, nargs="+", required=True, help="folders with labels.csv (see README)")
@@ -332,19 +348,19 @@ def _json_object(text: str, flag: str) -> dict:
 
 
 def cmd_refine(args) -> int:
-    import base64
-
     from .atomic import output_folder, protected, write_bytes, write_json
-    from .client import post_json, refine_payload
+    from .client import REFINE_ROUTE, check_server, checked_url, post_json, refine_answer, refine_payload
     from .images import find_images
 
     options = _json_object(args.options, "--options")
     options.update({k: v for k, v in (("policy", args.policy), ("candidates", args.candidates)) if v is not None})
+    url = checked_url(args.url, "--url")
     paths = find_images(args.paths, skip_folder=args.out)
     if not paths:
         raise BadImage("no image files found in " + " ".join(args.paths))
     protected.update(p.resolve() for p in paths)
     output_folder(args.out, "--out")
+    check_server(url, auth=args.user, timeout=args.timeout)  # address, route and credentials before any upload
     rows: list[dict] = []
     skipped: list[dict] = []
     status = EXIT_OK
@@ -352,14 +368,16 @@ def cmd_refine(args) -> int:
         for i, path, _image in _readable(paths, skipped):  # read locally first: a clear error before any upload
             payload = refine_payload(path.read_bytes(), args.prompt, args.negative_prompt, args.seed, args.steps,
                                      args.cfg_scale, args.sampler, options)  # fmt: skip
-            answer = post_json(args.url, "/humanrefine/v1/refine", payload, auth=args.user)
+            answer = refine_answer(
+                post_json(url, REFINE_ROUTE, payload, auth=args.user, timeout=args.timeout), url + REFINE_ROUTE
+            )
             name = f"{output_stem(i, path)}_refined.png"
-            write_bytes(args.out / name, base64.b64decode(answer["image"]))
-            rows.append({"path": str(path), "output": name, "info": answer["info"], "report": answer["report"]})
-            print(f"{str(path)[-40:]:40} {answer['info']}")
+            write_bytes(args.out / name, answer.png)
+            rows.append({"path": str(path), "output": name, "info": answer.info, "report": answer.report})
+            print(f"{str(path)[-40:]:40} {answer.info}")
     except KeyboardInterrupt:
         status = EXIT_INTERRUPTED
-    except HumanRefineError as exc:  # the WebUI refused or is unreachable: every further image would fail too
+    except HumanRefineError as exc:  # the WebUI refused, is unreachable or answered nonsense: every further image too
         print(f"error: {exc}", file=sys.stderr)
         status = EXIT_USAGE
     write_json(args.out / "report.json", {"version": 1, "images": rows, "skipped": skipped,
@@ -374,6 +392,14 @@ def cmd_bench(args) -> int:
 
     if args.labels and len(args.data) > 1:
         raise BadArgument("--labels goes with one --data folder")
+    refine_options = _json_object(args.refine_options, "--refine-options")
+    if args.refine_limit < 1 or args.refine_steps < 1:
+        raise BadArgument("--refine-limit and --refine-steps must be at least 1")
+    url = None
+    if args.refine_url:
+        from .client import checked_url
+
+        url = checked_url(args.refine_url, "--refine-url")
     labels = []
     for data in args.data:
         if not data.is_dir():
@@ -385,20 +411,27 @@ def cmd_bench(args) -> int:
         if args.json.resolve() in inputs:
             raise BadArgument(f"--json {args.json} is one of the inputs; give a new file name")
         output_file(args.json, "--json")
-    refine_options = _json_object(args.refine_options, "--refine-options")
+    if url:
+        from .client import check_server
+
+        check_server(url, auth=args.user, timeout=args.timeout)  # before the scoring, not after it
     result = run_bench(
         labels, threshold=_resolve_threshold(args), tta=not args.no_tta, progress=sys.stderr,
         learned=not args.no_learned, stability=not args.no_stability,
     )  # fmt: skip
-    if args.refine_url:
+    if url:
         from .bench import refine_acceptance
 
-        result["refine"] = refine_acceptance(labels, args.refine_url, args.refine_limit, args.refine_steps,
-                                             args.user, refine_options, progress=sys.stderr)  # fmt: skip
+        scored = [item for item in labels if str(item.path) not in {s["path"] for s in result.get("skipped", [])}]
+        result["refine"] = refine_acceptance(scored, url, args.refine_limit, args.refine_steps, args.user,
+                                             refine_options, progress=sys.stderr, timeout=args.timeout)  # fmt: skip
     text = dumps_json(result)
     print(text)
     if args.json:
         write_text(args.json, text + "\n")
+    if "error" in result.get("refine", {}):  # after the figures: the diagnosis' figures are never lost
+        print(f"error: --refine-url: {result['refine']['error']}", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_USAGE if result.get("skipped") else EXIT_OK
 
 
