@@ -163,11 +163,11 @@ def output_folder(path: str | os.PathLike, flag: str = "--out") -> Path:
     return path
 
 
-def output_file(path: str | os.PathLike, flag: str = "--json") -> Path:
+def output_file(path: str | os.PathLike, flag: str = "--json", example: str = "bench.json") -> Path:
     """Check, before any work, that ``path`` can be written (its folder is created if missing)."""
     path = Path(path)
     if path.is_dir():
-        raise CannotWrite(f"{flag} {path} is a folder: give a file name, e.g. {path / 'bench.json'}")
+        raise CannotWrite(f"{flag} {path} is a folder: give a file name, e.g. {path / example}")
     if path.exists() and not os.access(path, os.W_OK):
         raise CannotWrite(f"{flag} {path} is read-only: choose another file or make it writable")
     output_folder(path.parent, flag=f"{flag} folder")

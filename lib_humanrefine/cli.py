@@ -464,13 +464,16 @@ class _ClosedPipeSafe:
 
 
 def cmd_train(args) -> int:
+    from .atomic import output_file
     from .learned.train import train
 
     _require_models()
     models.model_path(models.ENCODER)
     if args.out.suffix != ".npz":
-        raise BadImage(f"--out must name a .npz file, got {args.out}")
-    heads = train(args.data, args.out, progress=sys.stderr)  # the stream of this call, not of import time
+        raise BadArgument(f"--out must name a .npz file, got {args.out}")
+    output_file(args.out, "--out", example="heads.npz")  # before the embedding work (a missing folder is created)
+    skipped: list[dict] = []
+    heads = train(args.data, args.out, progress=sys.stderr, skipped=skipped)  # this call's stream, not import time's
     info = heads.info
     print(
         f"trained on {info['images']} images ({info['malformed']} malformed) in {info['groups']} groups; "
@@ -489,6 +492,9 @@ def cmd_train(args) -> int:
     oof = info.get("out_of_fold") or {}
     print(f"grouped out-of-fold AUROC {oof.get('auroc')}; presets {oof.get('presets')}")
     print(f"heads written to {args.out}")
+    if skipped:
+        print(f"{len(skipped)} image(s) could not be read or diagnosed (named above) and were left out")
+        return EXIT_USAGE
     return EXIT_OK
 
 

@@ -372,3 +372,107 @@ def test_output_piped_into_a_reader_that_stops_early(models_ready, tmp_path, ast
     err = process.stderr.read()
     assert process.wait(timeout=120) == 0 and "Traceback" not in err and "Exception" not in err
     assert len(strict_json(tmp_path / "out" / "report.json")["images"]) == 30
+
+
+# --- train: everything the labels say wrong is said before the embedding work ---------------------
+
+
+@pytest.fixture
+def four(tmp_path, astronaut, grace_hopper):
+    """Four distinct pictures (two malformed, two normal) and their labels.csv."""
+    folder = tmp_path / "four"
+    folder.mkdir()
+    for name, picture in (("a.png", astronaut), ("b.png", astronaut[:, ::-1]), ("c.png", grace_hopper),
+                          ("d.png", grace_hopper[:, ::-1])):  # fmt: skip
+        Image.fromarray(np.ascontiguousarray(picture)).save(folder / name)
+    (folder / "labels.csv").write_text("path,label\na.png,1\nb.png,1\nc.png,0\nd.png,0\n")
+    return folder
+
+
+@pytest.fixture
+def no_embedding(monkeypatch):
+    """Training stops, in one line, where the embedding would start; the samples it got are kept."""
+    from lib_humanrefine.errors import HumanRefineError
+    from lib_humanrefine.learned import train
+
+    reached = []
+
+    def stop(samples, *args, **kwargs):
+        reached.append(samples)
+        raise HumanRefineError("embedding reached")
+
+    monkeypatch.setattr(train, "extract", stop)
+    return reached
+
+
+def test_train_labels_not_utf8(models_ready, cli, four, tmp_path, no_embedding):
+    (four / "labels.csv").write_bytes("path,label\nfoto_señora.png,1\n".encode("latin-1"))
+    code, _, err = cli("train", "--data", four, "--out", tmp_path / "h.npz")
+    assert code == 2 and one_error_line(err) == f"error: {four / 'labels.csv'}: not UTF-8 text; save it as CSV UTF-8"
+
+
+def test_train_out_is_checked_before_any_work_and_its_folder_created(models_ready, cli, four, tmp_path, no_embedding):
+    (tmp_path / "dir.npz").mkdir()
+    code, _, err = cli("train", "--data", four, "--out", tmp_path / "dir.npz")
+    assert code == 2 and one_error_line(err).startswith(f"error: --out {tmp_path / 'dir.npz'} is a folder")
+    (tmp_path / "blocker").write_text("a file")
+    code, _, err = cli("train", "--data", four, "--out", tmp_path / "blocker" / "h.npz")
+    assert code == 2 and "is a file, not a folder" in one_error_line(err)
+    assert no_embedding == []  # none of them reached the embedding
+    code, _, err = cli("train", "--data", four, "--out", tmp_path / "new" / "deeper" / "h.npz")
+    assert err.strip() == "error: embedding reached" and (tmp_path / "new" / "deeper").is_dir()
+
+
+def test_train_one_picture_labelled_both_ways_is_refused_up_front(models_ready, cli, four, tmp_path, no_embedding):
+    labels = four / "labels.csv"
+    labels.write_text("path,label\na.png,1\nb.png,1\nc.png,0\nd.png,0\nb.png,0\n")
+    code, _, err = cli("train", "--data", four, "--out", tmp_path / "h.npz")
+    assert code == 2 and one_error_line(err) == (
+        f"error: the same picture is labelled 1 at {labels}:3 (b.png) and 0 at {labels}:6 (b.png); keep one label"
+    )
+    shutil.copy(four / "a.png", four / "a copy.png")  # the same bytes under another name
+    labels.write_text("path,label\na.png,1\nb.png,1\nc.png,0\nd.png,0\na copy.png,0\n")
+    code, _, err = cli("train", "--data", four, "--out", tmp_path / "h.npz")
+    assert code == 2 and "labelled 1 at" in one_error_line(err) and "(a copy.png); keep one label" in err
+    assert no_embedding == []
+
+
+def test_train_duplicate_rows_and_folders(models_ready, cli, four, tmp_path, no_embedding):
+    labels = four / "labels.csv"
+    shutil.copy(four / "a.png", four / "a copy.png")
+    labels.write_text("path,label\na.png,1\nb.png,1\nc.png,0\nd.png,0\nc.png,0\na copy.png,1\n")
+    code, _, err = cli("train", "--data", four, "--out", tmp_path / "h.npz")
+    assert err.splitlines()[:2] == [
+        f"note: {labels}:6: c.png is listed twice ({labels}:4); counted once",
+        f"note: {labels}:7: a copy.png is the same as a.png ({labels}:2); counted once",
+    ]
+    assert sorted(s.path.name for s in no_embedding[0]) == ["a.png", "b.png", "c.png", "d.png"]
+    for twice in ((four, four), (four, four / ".." / "four")):
+        code, _, err = cli("train", "--data", *twice, "--out", tmp_path / "h.npz")
+        assert code == 2 and one_error_line(err).startswith(f"error: --data names the folder {four.resolve()} twice")
+    assert len(no_embedding) == 1
+
+
+def test_train_one_class_is_refused_before_the_embedding(models_ready, cli, four, tmp_path, no_embedding):
+    (four / "labels.csv").write_text("path,label\na.png,1\nb.png,1\nc.png,1\nd.png,1\n")
+    code, _, err = cli("train", "--data", four, "--out", tmp_path / "h.npz")
+    assert code == 2 and one_error_line(err) == (
+        "error: training needs at least 2 malformed and 2 normal whole images (part image, label 1 and 0); "
+        "the labels have 4 malformed and 0 normal"
+    )
+    assert no_embedding == []
+
+
+def test_train_names_and_skips_an_unreadable_image(models_ready, cli, four, tmp_path):
+    pytest.importorskip("sklearn")
+    (four / "e.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    (four / "f.png").write_bytes((four / "c.png").read_bytes()[:2000])  # truncated
+    with open(four / "labels.csv", "a") as fh:
+        fh.write("e.png,0\nf.png,0\n")
+    code, out, err = cli("train", "--data", four, "--out", tmp_path / "h.npz")
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert code == 2 and len(errors) == 2 and "Traceback" not in err
+    assert errors[0].startswith(f"error: {four / 'e.png'}: ") and errors[0].endswith(f"({four / 'labels.csv'}:6)")
+    assert errors[1].startswith(f"error: {four / 'f.png'}: damaged or truncated image")
+    assert "trained on 4 images (2 malformed)" in out and (tmp_path / "h.npz").is_file()
+    assert "2 image(s) could not be read or diagnosed (named above) and were left out" in out

@@ -46,6 +46,7 @@ class Sample:
     # labelled by its severity, not by labels.csv (see between_samples): the heads are fitted on it,
     # but no figure, calibration or threshold is measured on it
     by_severity: bool = False
+    row: str = ""  # where it is labelled ("DIR/labels.csv:12"), for messages
 
     @property
     def generated(self) -> bool:
@@ -58,8 +59,13 @@ def fingerprint(path: Path) -> int:
 
 
 def _read_csv(path: Path) -> list[dict]:
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        return [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in csv.DictReader(fh)]
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            return [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in csv.DictReader(fh)]
+    except UnicodeDecodeError:
+        raise BadImage(f"{path}: not UTF-8 text; save it as CSV UTF-8") from None
+    except OSError as exc:
+        raise BadImage(f"{path}: cannot be read ({exc.strerror or exc})") from None
 
 
 class FolderInfo:
@@ -83,7 +89,10 @@ class FolderInfo:
             tsv = parent / "provenance.tsv"
             if tsv.is_file():
                 self.root = parent
-                lines = tsv.read_text(encoding="utf-8-sig").splitlines()[1:]
+                try:
+                    lines = tsv.read_text(encoding="utf-8-sig").splitlines()[1:]
+                except UnicodeDecodeError:
+                    raise BadImage(f"{tsv}: not UTF-8 text; save it as UTF-8") from None
                 self.provenance = [(c[0], c[1].split()[0]) for c in (ln.split("\t") for ln in lines) if len(c) > 1]
                 break
 
@@ -138,7 +147,7 @@ def load_folder(folder: Path) -> list[Sample]:
         samples.append(
             Sample(
                 path, int(row["label"]), part, row.get("kind", ""), info.group(path, row.get("group", "")),
-                info.severity(path),
+                info.severity(path), row=f"{labels}:{n}",
             )
         )  # fmt: skip
     if not samples:
