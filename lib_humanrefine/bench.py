@@ -26,6 +26,7 @@ class Labelled:
     label: int  # 1 = malformed, 0 = normal
     kind: str = ""
     folder: Path | None = None  # the labels file's folder (annotations.csv, provenance.tsv beside it)
+    row: str = ""  # where it is labelled ("DIR/labels.csv:12"), for messages
 
 
 def load_labels(csv_path: Path, data_dir: Path) -> list[Labelled]:
@@ -42,6 +43,7 @@ def load_labels(csv_path: Path, data_dir: Path) -> list[Labelled]:
     except OSError as exc:
         raise BadImage(f"{csv_path}: cannot be read ({exc.strerror})") from None
     header = [name.strip().lower() for name in table[0]] if table else []
+    crops = 0
     for n, cells in enumerate(table[1:], start=2):
         if not any(cell.strip() for cell in cells):
             continue  # blank line
@@ -54,8 +56,14 @@ def load_labels(csv_path: Path, data_dir: Path) -> list[Labelled]:
         if label not in (0, 1):
             raise BadImage(f"{csv_path}:{n}: label must be 0 or 1, got {label}")
         if (row.get("part") or "image").strip().lower() != "image":
+            crops += 1
             continue  # a part crop for training (learned/data.py), not a picture to diagnose
-        rows.append(Labelled(path, label, (row.get("kind") or "").strip(), csv_path.parent))
+        rows.append(Labelled(path, label, (row.get("kind") or "").strip(), csv_path.parent, f"{csv_path}:{n}"))
+    if not rows and crops:
+        raise BadImage(
+            f"{csv_path}: all {crops} rows are part crops (part hand, face or body), which train reads; bench "
+            "scores whole pictures (rows with part image or no part)"
+        )
     if not rows:
         raise BadImage(f"{csv_path}: no rows")
     return rows

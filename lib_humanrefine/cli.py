@@ -389,6 +389,7 @@ def cmd_refine(args) -> int:
 def cmd_bench(args) -> int:
     from .atomic import dumps_json, output_file, write_text
     from .bench import load_labels, run_bench
+    from .learned.data import once_each
 
     if args.labels and len(args.data) > 1:
         raise BadArgument("--labels goes with one --data folder")
@@ -401,10 +402,16 @@ def cmd_bench(args) -> int:
 
         url = checked_url(args.refine_url, "--refine-url")
     labels = []
-    for data in args.data:
+    for n, data in enumerate(args.data):
         if not data.is_dir():
             raise BadArgument(f"--data {data}: no such folder")
+        if data.resolve() in {d.resolve() for d in args.data[:n]}:
+            raise BadArgument(f"--data names the folder {data.resolve()} twice; give each folder once")
         labels += load_labels(args.labels or data / "labels.csv", data)
+    notes: list[str] = []
+    labels = once_each(labels, notes, verb="scored")
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     if args.json:
         inputs = {item.path.resolve() for item in labels}
         inputs |= {(args.labels or data / "labels.csv").resolve() for data in args.data}

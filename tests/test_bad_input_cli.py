@@ -476,3 +476,42 @@ def test_train_names_and_skips_an_unreadable_image(models_ready, cli, four, tmp_
     assert errors[1].startswith(f"error: {four / 'f.png'}: damaged or truncated image")
     assert "trained on 4 images (2 malformed)" in out and (tmp_path / "h.npz").is_file()
     assert "2 image(s) could not be read or diagnosed (named above) and were left out" in out
+
+
+# --- bench: each picture scored once; a CSV of part crops named as such --------------------------
+
+
+def test_bench_scores_a_picture_listed_twice_once_and_says_so(models_ready, cli, photos):
+    shutil.copy(photos / "hopper.jpg", photos / "hopper again.jpg")
+    labels = photos / "labels.csv"
+    labels.write_text("path,label\nastronaut.png,1\nhopper.jpg,0\nastronaut.png,1\nhopper again.jpg,0\n")
+    code, out, err = cli("bench", "--data", photos, "--no-learned", "--no-tta", "--no-stability")
+    assert code == 0 and err.splitlines()[:2] == [
+        f"note: {labels}:4: astronaut.png is listed twice ({labels}:2); scored once",
+        f"note: {labels}:5: hopper again.jpg is the same as hopper.jpg ({labels}:3); scored once",
+    ]
+    figures = json.loads(out)
+    assert (figures["n_pos"], figures["n_neg"]) == (1, 1)
+
+
+def test_bench_refuses_a_picture_labelled_both_ways_and_a_folder_given_twice(cli, photos):
+    labels = photos / "labels.csv"
+    labels.write_text("path,label\nastronaut.png,1\nhopper.jpg,0\nastronaut.png,0\n")
+    code, _, err = cli("bench", "--data", photos)
+    assert code == 2 and one_error_line(err) == (
+        f"error: the same picture is labelled 1 at {labels}:2 (astronaut.png) and 0 at {labels}:4 (astronaut.png); "
+        "keep one label"
+    )
+    labels.write_text("path,label\nastronaut.png,1\nhopper.jpg,0\n")
+    code, _, err = cli("bench", "--data", photos, photos)
+    assert code == 2 and one_error_line(err) == f"error: --data names the folder {photos.resolve()} twice; give " \
+                                                "each folder once"  # fmt: skip
+
+
+def test_bench_on_a_csv_of_part_crops_says_what_it_holds(cli, photos):
+    (photos / "labels.csv").write_text("path,label,kind,part\nastronaut.png,1,user,hand\nhopper.jpg,0,user,face\n")
+    code, _, err = cli("bench", "--data", photos)
+    assert code == 2 and one_error_line(err) == (
+        f"error: {photos / 'labels.csv'}: all 2 rows are part crops (part hand, face or body), which train reads; "
+        "bench scores whole pictures (rows with part image or no part)"
+    )

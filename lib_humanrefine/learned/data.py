@@ -155,6 +155,39 @@ def load_folder(folder: Path) -> list[Sample]:
     return samples
 
 
+def once_each(items: list, notes: list[str], verb: str = "counted") -> list:
+    """Each picture once. ``items`` have ``path``, ``label`` and ``row`` (where they are labelled), and
+    may have ``part`` and ``by_severity`` (``Sample``, ``bench.Labelled``). A later row naming a file
+    listed before, or the same bytes under another name (and the same part), is dropped with a note
+    when the label agrees, and refused (BadImage naming both rows) when it differs; a picture labelled
+    by its severity gives way to its labels.csv row silently. A file that cannot be read is kept: the
+    work that reads it names it."""
+    first: dict[tuple, object] = {}
+    out = []
+    for item in items:
+        try:
+            key = (getattr(item, "part", "image"), fingerprint(item.path))
+        except OSError:
+            out.append(item)
+            continue
+        earlier = first.setdefault(key, item)
+        if earlier is item:
+            out.append(item)
+        elif getattr(item, "by_severity", False):
+            continue
+        elif earlier.label != item.label:
+            raise BadImage(
+                f"the same picture is labelled {earlier.label} at {earlier.row} ({earlier.path.name}) and "
+                f"{item.label} at {item.row} ({item.path.name}); keep one label"
+            )
+        else:
+            same = (
+                "listed twice" if earlier.path.resolve() == item.path.resolve() else f"the same as {earlier.path.name}"
+            )
+            notes.append(f"{item.row}: {item.path.name} is {same} ({earlier.row}); {verb} once")
+    return out
+
+
 def severity_split(samples: list[Sample]) -> float | None:
     """Midway between the highest annotated severity labelled normal and the lowest labelled malformed
     (whole images), or None where the labels do not split the severities that way."""

@@ -482,27 +482,11 @@ def labelled_samples(folders: list[Path], progress: TextIO | None = None) -> lis
     for folder in folders:
         labelled = data.load_folder(folder)
         samples += labelled + data.between_samples(folder, labelled)
-    kept: dict[tuple, Sample] = {}
-    out = []
-    for sample in samples:
-        try:
-            key = (sample.part, fingerprint(sample.path))
-        except OSError:
-            out.append(sample)  # unreadable: extract names and skips it
-            continue
-        first = kept.setdefault(key, sample)
-        if first is sample:
-            out.append(sample)
-        elif sample.by_severity:
-            continue  # labels.csv labels this picture already
-        elif first.label != sample.label:
-            raise BadImage(
-                f"the same picture is labelled {first.label} at {first.row} ({first.path.name}) and {sample.label} "
-                f"at {sample.row} ({sample.path.name}); keep one label"
-            )
-        elif progress:
-            same = "listed twice" if first.path.resolve() == sample.path.resolve() else f"the same as {first.path.name}"
-            print(f"note: {sample.row}: {sample.path.name} is {same} ({first.row}); counted once", file=progress)
+    notes: list[str] = []
+    out = data.once_each(samples, notes)
+    for note in notes:
+        if progress:
+            print(f"note: {note}", file=progress)
     images = [s for s in out if s.part == "image"]
     malformed = sum(s.label == 1 for s in images)
     if min(malformed, len(images) - malformed) < 2:
