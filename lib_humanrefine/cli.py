@@ -286,12 +286,18 @@ def cmd_plan(args) -> int:
     from .atomic import output_folder, protected
     from .diagnose import diagnose_image
     from .images import find_images
+    from .options import SETTINGS
     from .plan import PlanOptions, make_plan
     from .planout import write_plan
+    from .service import MAX_STEPS
 
     _require_models()
-    if args.steps < 1 or args.candidates < 1:
-        raise BadArgument("--steps and --candidates must be at least 1")
+    candidates = next(o for o in SETTINGS if o.key == "humanrefine_candidates")  # bounded as the setting is
+    lo, hi = int(candidates.minimum), int(candidates.maximum)
+    if not lo <= args.candidates <= hi:
+        raise BadArgument(f"--candidates must be {lo} to {hi} (as the setting {candidates.key}), got {args.candidates}")
+    if not 1 <= args.steps <= MAX_STEPS:
+        raise BadArgument(f"--steps must be 1 to {MAX_STEPS} (as the refine route takes), got {args.steps}")
     paths = find_images(args.paths, skip_folder=args.out)
     if not paths:
         raise BadImage("no image files found in " + " ".join(args.paths))
@@ -517,15 +523,58 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout = stdout
 
 
+def _single_value_options(parser: argparse.ArgumentParser) -> set[str]:
+    """Every option string (of the parser and its subcommands) that takes exactly one value."""
+    found = set()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found |= _single_value_options(sub)
+        elif action.nargs is None and isinstance(action, (argparse._StoreAction, argparse._AppendAction)):
+            found.update(action.option_strings)
+    return found
+
+
+def _numbers_kept(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """``--threshold -inf`` as ``--threshold=-inf``: argparse takes a value starting with '-' for an
+    option unless it looks like a plain negative number, so ``-inf``, ``-1e3`` or ``-nan`` gave
+    "expected one argument"; joined, the option's own check says what it accepts."""
+    takes_value = _single_value_options(parser)
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            return out + argv[i:]
+        if out and out[-1] in takes_value and arg.startswith("-") and _is_number(arg):
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _main(argv: list[str] | None) -> int:
     global _argv
     _argv = list(sys.argv[1:] if argv is None else argv)
     from .atomic import protected
 
     protected.clear()  # a new run: its own inputs
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(_numbers_kept(parser, _argv))
     if args.models_dir:
         models.set_models_dir(args.models_dir)
+    folder = models.models_dir()
+    if folder.exists() and not folder.is_dir():  # else every model would be reported "missing"
+        named = "--models-dir" if args.models_dir else f"${models.ENV_MODELS_DIR}"
+        print(f"error: {named} {folder} is a file, not a folder: give the models folder (models fetch creates it)",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
     if args.heads:
         from .learned import set_heads_path
 

