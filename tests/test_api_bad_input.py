@@ -423,3 +423,14 @@ def test_random_payloads_never_get_a_500(client, route, payload, options):
     assert response.status_code in (400, 422), response.text
     detail = response.json()["detail"]
     assert isinstance(detail, str) and "\n" not in detail and len(detail) < 800
+
+
+def test_a_float_rgb_tiff_is_diagnosed(client, small):
+    import base64
+    import io
+
+    tifffile = pytest.importorskip("tifffile")
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, small.astype(np.float32) / 255.0, photometric="rgb")
+    answer = post(client, "diagnose", {"image": base64.b64encode(buffer.getvalue()).decode()})
+    assert answer.status_code == 200 and report_of(answer) == report_of(post(client, "diagnose", {"image": b64(small)}))
