@@ -52,11 +52,19 @@ def install_routes(app, credentials: dict[str, str] | None, run_refine: Callable
     from fastapi import Request
     from fastapi.responses import JSONResponse
     from starlette.concurrency import run_in_threadpool
+    from starlette.requests import ClientDisconnect
 
     def error(status: int, message: str, **headers) -> JSONResponse:
         return JSONResponse({"detail": message}, status_code=status, headers=headers or None)
 
     async def guarded(request: Request, work: Callable[[dict], dict] | None):
+        try:
+            return await answer(request, work)
+        except ClientDisconnect:  # gone mid-upload: nothing was run, and nobody reads an answer
+            log(f"{request.url.path}: the client went away while sending its request; nothing was done")
+            return error(400, "HumanRefine: the request ended before its body was complete")
+
+    async def answer(request: Request, work: Callable[[dict], dict] | None):
         length = request.headers.get("content-length")
         declared_too_large = bool(length and length.isdigit() and int(length) > MAX_BODY_BYTES)
         if not authorised(request.headers.get("authorization"), credentials):
