@@ -180,12 +180,13 @@ def _tiff_page(source) -> np.ndarray:
         source.seek(0)
     try:
         with tifffile.TiffFile(source) as tif:
-            page = tif.pages.first
+            page = tif.pages[0]  # (pages.first and tags.valueof are newer than some WebUIs' tifffile)
             axes, shape = page.axes, page.shape
             height, width = shape[axes.index("Y")], shape[axes.index("X")]
             check_size(width, height)
             array = page.asarray()
-            orientation = page.tags.valueof(274, 1)  # EXIF/TIFF Orientation
+            tag = page.tags.get(274)  # EXIF/TIFF Orientation
+            orientation = tag.value if tag is not None else 1
     except BadImage:
         raise
     except MemoryError:
