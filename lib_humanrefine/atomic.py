@@ -6,6 +6,10 @@ file or the complete new one. The standard library has the pieces (``os.open``, 
 but no helper that joins them; every output of HumanRefine (reports, overlays, plan files,
 bench figures, model files) goes through this module. Failures raise ``CannotWrite`` with one
 line naming the file, the reason and what to do.
+
+A file that several processes update (the labels a tab in two WebUIs, or a script beside it,
+append to) is read, changed and replaced under ``locked``: an exclusive lock on a lock file beside
+it, held across processes, so no process replaces the file with a copy that lacks another's rows.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import os
 import secrets
 import stat
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -158,12 +163,77 @@ def output_folder(path: str | os.PathLike, flag: str = "--out") -> Path:
     return path
 
 
-def output_file(path: str | os.PathLike, flag: str = "--json") -> Path:
+def output_file(path: str | os.PathLike, flag: str = "--json", example: str = "bench.json") -> Path:
     """Check, before any work, that ``path`` can be written (its folder is created if missing)."""
     path = Path(path)
     if path.is_dir():
-        raise CannotWrite(f"{flag} {path} is a folder: give a file name, e.g. {path / 'bench.json'}")
+        raise CannotWrite(f"{flag} {path} is a folder: give a file name, e.g. {path / example}")
     if path.exists() and not os.access(path, os.W_OK):
         raise CannotWrite(f"{flag} {path} is read-only: choose another file or make it writable")
     output_folder(path.parent, flag=f"{flag} folder")
     return path
+
+
+LOCK_WAIT_S = 30.0  # a lock is held for milliseconds: this long means a process hangs while holding it
+
+
+@contextlib.contextmanager
+def locked(lock_path: str | os.PathLike, what: str = "file"):
+    """Hold an exclusive lock on ``lock_path`` (created if missing, never removed: removing it would
+    let two processes lock two different files) across processes and threads.
+
+    The standard library's own locks: ``fcntl.flock`` on Linux and macOS, ``msvcrt.locking`` on
+    Windows (one byte), both released by the system when the holder exits or crashes. An append with
+    O_APPEND instead would not let a writer check the file's rows and add its own as one step, and
+    on Windows the C runtime emulates O_APPEND with a seek before each write, which two processes
+    can interleave. CannotWrite after ``LOCK_WAIT_S`` seconds, naming ``what``."""
+    lock_path = Path(lock_path)
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o666)
+    except OSError as exc:
+        raise _cannot_write(lock_path, exc) from None
+    try:
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while not _try_lock(fd):
+            if time.monotonic() > deadline:
+                raise CannotWrite(f"{what} is locked by another process ({lock_path}) for {LOCK_WAIT_S:g} s; try again")
+            time.sleep(0.005)
+        try:
+            yield
+        finally:
+            _unlock(fd)
+    finally:
+        os.close(fd)
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        if os.name == "nt":
+            import msvcrt
+
+            os.lseek(fd, 0, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except (BlockingIOError, PermissionError):  # held elsewhere (Windows: EACCES / EDEADLOCK)
+        return False
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EAGAIN, getattr(errno, "EDEADLOCK", errno.EDEADLK)):
+            return False
+        raise
+    return True
+
+
+def _unlock(fd: int) -> None:
+    with contextlib.suppress(OSError):  # closing the descriptor releases it in any case
+        if os.name == "nt":
+            import msvcrt
+
+            os.lseek(fd, 0, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_UN)

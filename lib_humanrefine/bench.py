@@ -26,6 +26,7 @@ class Labelled:
     label: int  # 1 = malformed, 0 = normal
     kind: str = ""
     folder: Path | None = None  # the labels file's folder (annotations.csv, provenance.tsv beside it)
+    row: str = ""  # where it is labelled ("DIR/labels.csv:12"), for messages
 
 
 def load_labels(csv_path: Path, data_dir: Path) -> list[Labelled]:
@@ -42,6 +43,7 @@ def load_labels(csv_path: Path, data_dir: Path) -> list[Labelled]:
     except OSError as exc:
         raise BadImage(f"{csv_path}: cannot be read ({exc.strerror})") from None
     header = [name.strip().lower() for name in table[0]] if table else []
+    crops = 0
     for n, cells in enumerate(table[1:], start=2):
         if not any(cell.strip() for cell in cells):
             continue  # blank line
@@ -54,8 +56,14 @@ def load_labels(csv_path: Path, data_dir: Path) -> list[Labelled]:
         if label not in (0, 1):
             raise BadImage(f"{csv_path}:{n}: label must be 0 or 1, got {label}")
         if (row.get("part") or "image").strip().lower() != "image":
+            crops += 1
             continue  # a part crop for training (learned/data.py), not a picture to diagnose
-        rows.append(Labelled(path, label, (row.get("kind") or "").strip(), csv_path.parent))
+        rows.append(Labelled(path, label, (row.get("kind") or "").strip(), csv_path.parent, f"{csv_path}:{n}"))
+    if not rows and crops:
+        raise BadImage(
+            f"{csv_path}: all {crops} rows are part crops (part hand, face or body), which train reads; bench "
+            "scores whole pictures (rows with part image or no part)"
+        )
     if not rows:
         raise BadImage(f"{csv_path}: no rows")
     return rows
@@ -262,36 +270,50 @@ def run_bench(
 
 def refine_acceptance(
     items: list[Labelled], url: str, limit: int = 10, steps: int = 20, auth: str | None = None,
-    options: dict | None = None, progress: TextIO | None = None,
+    options: dict | None = None, progress: TextIO | None = None, timeout: float | None = None,
 ) -> dict:  # fmt: skip
     """Refine the first ``limit`` images through a running WebUI's refine route (policy "all" unless
     ``options`` say otherwise) and count how many planned steps the verification accepted, and why
-    the others were kept."""
+    the others were kept. A failure (the server refuses, goes away or answers something else) ends
+    the figures there: they count the images refined until then and ``error`` says what happened."""
     from collections import Counter
 
-    from .client import post_json, refine_payload
+    from .client import DEFAULT_TIMEOUT, REFINE_ROUTE, post_json, refine_answer, refine_payload
 
     options = {"policy": "all", **(options or {})}
     seconds, reasons = [], Counter()
     total = accepted = images = 0
+    error = None
     for item in items[:limit]:
         start = time.perf_counter()
-        payload = refine_payload(item.path.read_bytes(), "a photo of a person", "", 1, steps, 7.0, None, options)
-        answer = post_json(url, "/humanrefine/v1/refine", payload, auth=auth)
+        try:
+            payload = refine_payload(item.path.read_bytes(), "a photo of a person", "", 1, steps, 7.0, None, options)
+            answer = refine_answer(
+                post_json(url, REFINE_ROUTE, payload, auth=auth, timeout=timeout or DEFAULT_TIMEOUT), url + REFINE_ROUTE
+            )
+        except OSError as exc:  # the image went away since it was scored
+            error = f"{item.path}: cannot be read ({exc.strerror or exc})"
+            break
+        except HumanRefineError as exc:
+            error = str(exc)
+            break
         seconds.append(time.perf_counter() - start)
         images += 1
-        for step in answer["report"]["refinement"]["steps"]:
+        for step in answer.report["refinement"]["steps"]:
             total += 1
-            accepted += bool(step["accepted"])
+            accepted += step["accepted"]
             if not step["accepted"]:
                 reasons[step["reason"].split(" (")[0] if "host failed" in step["reason"] else step["reason"]] += 1
         if progress:
-            print(f"{item.path.name:50} {answer['info']} ({seconds[-1]:.0f} s)", file=progress)
-    return {
+            print(f"{item.path.name:50} {answer.info} ({seconds[-1]:.0f} s)", file=progress)
+    out = {
         "url": url, "options": options, "images": images, "steps": total, "accepted": accepted,
         "share_accepted": round(accepted / total, 4) if total else None,
         "seconds_per_image": _percentiles(seconds), "kept_because": dict(reasons.most_common()),
     }  # fmt: skip
+    if error:
+        out["error"] = error
+    return out
 
 
 def region_mask(image_path: Path) -> np.ndarray | None:

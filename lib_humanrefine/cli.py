@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from . import models
+from .client import DEFAULT_TIMEOUT
 from .errors import BadArgument, BadImage, HumanRefineError, failure_on
 
 EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
@@ -38,6 +39,16 @@ def _threshold(text: str) -> float:
         value = float("nan")
     if not 0.0 <= value <= 1.0:  # also refuses nan
         raise argparse.ArgumentTypeError(f"threshold must be a number between 0 and 1, got {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 < value < float("inf"):  # also refuses nan
+        raise argparse.ArgumentTypeError(f"give a number of seconds above 0, got {text}")
     return value
 
 
@@ -92,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--refine-steps", type=int, default=20, help="sampling steps per pass (default: %(default)s)")
     b.add_argument("--refine-options", default="{}", help="options for the refine route, as JSON")
     b.add_argument("--user", default=None, help="USER:PASSWORD for --refine-url when the WebUI uses --api-auth")
+    b.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT,
+                   help="seconds to wait for each --refine-url answer (default: %(default)g)")  # fmt: skip
     b.add_argument("--no-stability", action="store_true", help="skip the PNG/JPEG/WebP re-diagnosis")
     b.add_argument("--judge", action="store_true", help="benchmark the verification instead: bad and benign "
                    "candidates made from the images, limits fitted on other groups (see docs)")  # fmt: skip
@@ -127,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--candidates", type=int, default=None, help="seeds tried per part (1-4)")
     r.add_argument("--options", default="{}", help='more options as JSON, e.g. \'{"faces": false, "verify": false}\'')
     r.add_argument("--user", default=None, help="USER:PASSWORD when the WebUI runs with --api-auth")
+    r.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT,
+                   help="seconds to wait for each image's answer (default: %(default)g; a refine waits in the "
+                   "WebUI's queue)")  # fmt: skip
 
     t = sub.add_parser("train", help="fit the learned heads on labelled folders (needs scikit-learn)")
     t.add_argument("--data", type=Path, nargs="+", required=True, help="folders with labels.csv (see README)")
@@ -275,12 +291,18 @@ def cmd_plan(args) -> int:
     from .atomic import output_folder, protected
     from .diagnose import diagnose_image
     from .images import find_images
+    from .options import SETTINGS
     from .plan import PlanOptions, make_plan
     from .planout import write_plan
+    from .service import MAX_STEPS
 
     _require_models()
-    if args.steps < 1 or args.candidates < 1:
-        raise BadArgument("--steps and --candidates must be at least 1")
+    candidates = next(o for o in SETTINGS if o.key == "humanrefine_candidates")  # bounded as the setting is
+    lo, hi = int(candidates.minimum), int(candidates.maximum)
+    if not lo <= args.candidates <= hi:
+        raise BadArgument(f"--candidates must be {lo} to {hi} (as the setting {candidates.key}), got {args.candidates}")
+    if not 1 <= args.steps <= MAX_STEPS:
+        raise BadArgument(f"--steps must be 1 to {MAX_STEPS} (as the refine route takes), got {args.steps}")
     paths = find_images(args.paths, skip_folder=args.out)
     if not paths:
         raise BadImage("no image files found in " + " ".join(args.paths))
@@ -337,19 +359,19 @@ def _json_object(text: str, flag: str) -> dict:
 
 
 def cmd_refine(args) -> int:
-    import base64
-
     from .atomic import output_folder, protected, write_bytes, write_json
-    from .client import post_json, refine_payload
+    from .client import REFINE_ROUTE, check_server, checked_url, post_json, refine_answer, refine_payload
     from .images import find_images
 
     options = _json_object(args.options, "--options")
     options.update({k: v for k, v in (("policy", args.policy), ("candidates", args.candidates)) if v is not None})
+    url = checked_url(args.url, "--url")
     paths = find_images(args.paths, skip_folder=args.out)
     if not paths:
         raise BadImage("no image files found in " + " ".join(args.paths))
     protected.update(p.resolve() for p in paths)
     output_folder(args.out, "--out")
+    check_server(url, auth=args.user, timeout=args.timeout)  # address, route and credentials before any upload
     rows: list[dict] = []
     skipped: list[dict] = []
     status = EXIT_OK
@@ -357,14 +379,16 @@ def cmd_refine(args) -> int:
         for i, path, _image in _readable(paths, skipped):  # read locally first: a clear error before any upload
             payload = refine_payload(path.read_bytes(), args.prompt, args.negative_prompt, args.seed, args.steps,
                                      args.cfg_scale, args.sampler, options)  # fmt: skip
-            answer = post_json(args.url, "/humanrefine/v1/refine", payload, auth=args.user)
+            answer = refine_answer(
+                post_json(url, REFINE_ROUTE, payload, auth=args.user, timeout=args.timeout), url + REFINE_ROUTE
+            )
             name = f"{output_stem(i, path)}_refined.png"
-            write_bytes(args.out / name, base64.b64decode(answer["image"]))
-            rows.append({"path": str(path), "output": name, "info": answer["info"], "report": answer["report"]})
-            print(f"{str(path)[-40:]:40} {answer['info']}")
+            write_bytes(args.out / name, answer.png)
+            rows.append({"path": str(path), "output": name, "info": answer.info, "report": answer.report})
+            print(f"{str(path)[-40:]:40} {answer.info}")
     except KeyboardInterrupt:
         status = EXIT_INTERRUPTED
-    except HumanRefineError as exc:  # the WebUI refused or is unreachable: every further image would fail too
+    except HumanRefineError as exc:  # the WebUI refused, is unreachable or answered nonsense: every further image too
         print(f"error: {exc}", file=sys.stderr)
         status = EXIT_USAGE
     write_json(args.out / "report.json", {"version": 1, "images": rows, "skipped": skipped,
@@ -376,14 +400,29 @@ def cmd_refine(args) -> int:
 def cmd_bench(args) -> int:
     from .atomic import dumps_json, output_file, write_text
     from .bench import load_labels, run_bench
+    from .learned.data import once_each
 
     if args.labels and len(args.data) > 1:
         raise BadArgument("--labels goes with one --data folder")
+    refine_options = _json_object(args.refine_options, "--refine-options")
+    if args.refine_limit < 1 or args.refine_steps < 1:
+        raise BadArgument("--refine-limit and --refine-steps must be at least 1")
+    url = None
+    if args.refine_url:
+        from .client import checked_url
+
+        url = checked_url(args.refine_url, "--refine-url")
     labels = []
-    for data in args.data:
+    for n, data in enumerate(args.data):
         if not data.is_dir():
             raise BadArgument(f"--data {data}: no such folder")
+        if data.resolve() in {d.resolve() for d in args.data[:n]}:
+            raise BadArgument(f"--data names the folder {data.resolve()} twice; give each folder once")
         labels += load_labels(args.labels or data / "labels.csv", data)
+    notes: list[str] = []
+    labels = once_each(labels, notes, verb="scored")
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     if args.json:
         inputs = {item.path.resolve() for item in labels}
         inputs |= {(args.labels or data / "labels.csv").resolve() for data in args.data}
@@ -397,20 +436,27 @@ def cmd_bench(args) -> int:
         if args.json:
             write_text(args.json, text + "\n")
         return EXIT_OK
-    refine_options = _json_object(args.refine_options, "--refine-options")
+    if url:
+        from .client import check_server
+
+        check_server(url, auth=args.user, timeout=args.timeout)  # before the scoring, not after it
     result = run_bench(
         labels, threshold=_resolve_threshold(args), tta=not args.no_tta, progress=sys.stderr,
         learned=not args.no_learned, stability=not args.no_stability,
     )  # fmt: skip
-    if args.refine_url:
+    if url:
         from .bench import refine_acceptance
 
-        result["refine"] = refine_acceptance(labels, args.refine_url, args.refine_limit, args.refine_steps,
-                                             args.user, refine_options, progress=sys.stderr)  # fmt: skip
+        scored = [item for item in labels if str(item.path) not in {s["path"] for s in result.get("skipped", [])}]
+        result["refine"] = refine_acceptance(scored, url, args.refine_limit, args.refine_steps, args.user,
+                                             refine_options, progress=sys.stderr, timeout=args.timeout)  # fmt: skip
     text = dumps_json(result)
     print(text)
     if args.json:
         write_text(args.json, text + "\n")
+    if "error" in result.get("refine", {}):  # after the figures: the diagnosis' figures are never lost
+        print(f"error: --refine-url: {result['refine']['error']}", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_USAGE if result.get("skipped") else EXIT_OK
 
 
@@ -463,13 +509,16 @@ class _ClosedPipeSafe:
 
 
 def cmd_train(args) -> int:
+    from .atomic import output_file
     from .learned.train import train
 
     _require_models()
     models.model_path(models.ENCODER)
     if args.out.suffix != ".npz":
-        raise BadImage(f"--out must name a .npz file, got {args.out}")
-    heads = train(args.data, args.out, progress=sys.stderr)  # the stream of this call, not of import time
+        raise BadArgument(f"--out must name a .npz file, got {args.out}")
+    output_file(args.out, "--out", example="heads.npz")  # before the embedding work (a missing folder is created)
+    skipped: list[dict] = []
+    heads = train(args.data, args.out, progress=sys.stderr, skipped=skipped)  # this call's stream, not import time's
     info = heads.info
     print(
         f"trained on {info['images']} images ({info['malformed']} malformed) in {info['groups']} groups; "
@@ -488,6 +537,9 @@ def cmd_train(args) -> int:
     oof = info.get("out_of_fold") or {}
     print(f"grouped out-of-fold AUROC {oof.get('auroc')}; presets {oof.get('presets')}")
     print(f"heads written to {args.out}")
+    if skipped:
+        print(f"{len(skipped)} image(s) could not be read or diagnosed (named above) and were left out")
+        return EXIT_USAGE
     return EXIT_OK
 
 
@@ -503,15 +555,58 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout = stdout
 
 
+def _single_value_options(parser: argparse.ArgumentParser) -> set[str]:
+    """Every option string (of the parser and its subcommands) that takes exactly one value."""
+    found = set()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found |= _single_value_options(sub)
+        elif action.nargs is None and isinstance(action, (argparse._StoreAction, argparse._AppendAction)):
+            found.update(action.option_strings)
+    return found
+
+
+def _numbers_kept(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """``--threshold -inf`` as ``--threshold=-inf``: argparse takes a value starting with '-' for an
+    option unless it looks like a plain negative number, so ``-inf``, ``-1e3`` or ``-nan`` gave
+    "expected one argument"; joined, the option's own check says what it accepts."""
+    takes_value = _single_value_options(parser)
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            return out + argv[i:]
+        if out and out[-1] in takes_value and arg.startswith("-") and _is_number(arg):
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _main(argv: list[str] | None) -> int:
     global _argv
     _argv = list(sys.argv[1:] if argv is None else argv)
     from .atomic import protected
 
     protected.clear()  # a new run: its own inputs
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(_numbers_kept(parser, _argv))
     if args.models_dir:
         models.set_models_dir(args.models_dir)
+    folder = models.models_dir()
+    if folder.exists() and not folder.is_dir():  # else every model would be reported "missing"
+        named = "--models-dir" if args.models_dir else f"${models.ENV_MODELS_DIR}"
+        print(f"error: {named} {folder} is a file, not a folder: give the models folder (models fetch creates it)",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
     if args.heads:
         from .learned import set_heads_path
 

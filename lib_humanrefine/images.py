@@ -2,8 +2,10 @@
 
 Accepted: every format Pillow reads (PNG, JPEG, WebP, BMP, TIFF, GIF...; folders are searched
 for ``IMAGE_SUFFIXES``), every Pillow mode, animated files (their first frame), EXIF rotation
-applied. Sizes from ``MIN_SIDE`` px a side up to ``MAX_PIXELS``. Values: integers by their
-type's range (uint16 / ``I;16`` 0-65535), floats in 0-1 or 0-255 (see ``to_uint8``).
+applied; TIFFs Pillow cannot read (float RGB / RGBA, as scientific and HDR tools write them) through
+``tifffile`` where it is installed (scikit-image depends on it). Sizes from ``MIN_SIDE`` px a side up
+to ``MAX_PIXELS``. Values: integers by their type's range (uint16 / ``I;16`` 0-65535), floats in 0-1
+or 0-255 (see ``to_uint8``).
 """
 
 from __future__ import annotations
@@ -118,9 +120,10 @@ def _open(path: Path) -> Image.Image:
     return decode(path)
 
 
-def decode(source: str | os.PathLike | io.BytesIO) -> Image.Image:
+def decode(source: str | os.PathLike | io.BytesIO) -> Image.Image | np.ndarray:
     """The decoded first frame (EXIF orientation applied) of a file or of bytes in memory; BadImage
-    saying why not. The size is checked before any pixel is decoded."""
+    saying why not. The size is checked before any pixel is decoded. A TIFF Pillow cannot read comes
+    back as the numpy array of its first page (``to_rgb_array`` takes both)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is lower
@@ -135,6 +138,8 @@ def decode(source: str | os.PathLike | io.BytesIO) -> Image.Image:
     except Image.DecompressionBombError:
         raise BadImage(f"image is too large; images must be {LIMITS_TEXT}") from None
     except UnidentifiedImageError:
+        if _is_tiff(source):
+            return _tiff_page(source)
         raise BadImage("not an image file that can be read (PNG, JPEG, WebP, BMP, TIFF, GIF...)") from None
     except MemoryError:
         raise BadImage("not enough memory to read this image") from None
@@ -143,6 +148,57 @@ def decode(source: str | os.PathLike | io.BytesIO) -> Image.Image:
     except Exception as exc:  # Pillow's decoders raise many types (OSError, SyntaxError, struct.error...)
         detail = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else exc.__class__.__name__
         raise BadImage(f"damaged or truncated image ({detail})") from None
+
+
+_TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF, both byte orders
+# EXIF orientation (2-8) of a TIFF page as numpy moves, as ImageOps.exif_transpose does for Pillow's images
+_ORIENTED = {
+    2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1], 5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1), 7: lambda a: np.rot90(a, 2).swapaxes(0, 1), 8: lambda a: np.rot90(a, 1),
+}  # fmt: skip
+
+
+def _is_tiff(source) -> bool:
+    try:
+        if isinstance(source, io.BytesIO):
+            return source.getvalue()[:4] in _TIFF_SIGNATURES
+        with open(source, "rb") as fh:
+            return fh.read(4) in _TIFF_SIGNATURES
+    except OSError:
+        return False
+
+
+def _tiff_page(source) -> np.ndarray:
+    """The first page of a TIFF Pillow cannot read (float RGB), read by tifffile, samples last."""
+    try:
+        import tifffile
+    except ImportError:
+        raise BadImage(
+            "a TIFF that Pillow cannot read (e.g. float RGB); install tifffile to read it: pip install tifffile"
+        ) from None
+    if isinstance(source, io.BytesIO):
+        source.seek(0)
+    try:
+        with tifffile.TiffFile(source) as tif:
+            page = tif.pages[0]  # (pages.first and tags.valueof are newer than some WebUIs' tifffile)
+            axes, shape = page.axes, page.shape
+            height, width = shape[axes.index("Y")], shape[axes.index("X")]
+            check_size(width, height)
+            array = page.asarray()
+            tag = page.tags.get(274)  # EXIF/TIFF Orientation
+            orientation = tag.value if tag is not None else 1
+    except BadImage:
+        raise
+    except MemoryError:
+        raise BadImage("not enough memory to read this image") from None
+    except Exception as exc:  # tifffile raises TiffFileError, ValueError, KeyError, codec errors...
+        detail = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else exc.__class__.__name__
+        raise BadImage(f"damaged or unsupported TIFF ({detail})") from None
+    if axes.startswith("S") and array.ndim == 3:  # planar: one plane per sample
+        array = np.moveaxis(array, 0, -1)
+    if array.ndim != 2 and (array.ndim != 3 or axes.replace("S", "") != "YX"):
+        raise BadImage(f"unsupported TIFF layout {axes} {shape}; give one image with 1, 3 or 4 samples per pixel")
+    return np.ascontiguousarray(_ORIENTED.get(int(orientation), lambda a: a)(array))
 
 
 def find_images(paths: list[str | os.PathLike], skip_folder: str | os.PathLike | None = None) -> list[Path]:

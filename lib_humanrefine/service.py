@@ -38,6 +38,7 @@ DIAGNOSE_KEYS = {"image", "threshold", "sensitivity", "learned", "overlay"}
 REFINE_KEYS = {"image", "prompt", "negative_prompt", "seed", "steps", "cfg_scale", "sampler_name", "scheduler",
                "options", "parts", "return_candidates"}  # fmt: skip
 PART_KEYS = {"part", "denoise", "candidates", "control_weight", "reference_weight"}
+MAX_STEPS = 150  # sampling steps per pass a request (or the plan command) may ask for
 
 
 class BadRequest(HumanRefineError):
@@ -225,7 +226,7 @@ def refine_request(
     negative = prompt_tags.strip(_text(payload, "negative_prompt"))
     seed = _number(payload, "seed", -1, -1, 2**32 - 1, integer=True)
     seed = random.randrange(2**32 - 1) if seed == -1 else seed
-    steps = _number(payload, "steps", 20, 1, 150, integer=True)
+    steps = _number(payload, "steps", 20, 1, MAX_STEPS, integer=True)
     cfg = _number(payload, "cfg_scale", 7.0, 1.0, 30.0)
     choices = _choices(payload.get("parts"))
     keep = _flag(payload, "return_candidates")

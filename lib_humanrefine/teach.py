@@ -4,7 +4,10 @@ The folder holds ``labels.csv`` with the columns ``path,label,kind,part`` — ``
 the CSV, ``label`` 1 = malformed / 0 = fine, ``part`` one of image|hand|face|body (rows other than
 ``image`` are crops of that one part) — and the PNG files it names: the format the learned
 diagnosis's ``train`` command reads. Nothing is ever overwritten: crops are named by their content,
-rows are only appended, and every write goes through the atomic writer.
+rows are only appended, and every write goes through the atomic writer. Several processes may
+write one folder at once (the tab in two WebUIs, a script beside it): each reads, checks and
+replaces ``labels.csv`` under a lock held across processes (``atomic.locked`` on ``.labels.csv.lock``),
+so no row is lost and one picture never gets two rows.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import output_folder, png_bytes, write_bytes
+from .atomic import locked, output_folder, png_bytes, write_bytes
 from .errors import CannotWrite
 
 COLUMNS = ("path", "label", "kind", "part")
@@ -27,7 +30,8 @@ PARTS = ("image", "hand", "face", "body")
 # with its surroundings, a person whole, as one would look at it to judge it again.
 CONTEXT = {"hand": 2.0, "face": 2.0, "body": 1.1}
 CROPS = "crops"
-_lock = threading.Lock()  # two clicks must not both append to the CSV at once
+LOCK = ".labels.csv.lock"
+_lock = threading.Lock()  # two clicks in one process wait here, not by polling the lock file
 
 
 @dataclass
@@ -53,8 +57,15 @@ def part_crop(image: np.ndarray, box, kind: str) -> np.ndarray:
 
 def _rows(csv_path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
     """The header and each non-empty row with its line number (1 = header)."""
-    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
-        header, *body = list(csv.reader(fh)) or [[]]
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+            header, *body = list(csv.reader(fh)) or [[]]
+    except UnicodeDecodeError:
+        raise CannotWrite(
+            f"{csv_path} is not UTF-8 text: save it as CSV UTF-8 or choose another labels folder"
+        ) from None
+    except OSError as exc:
+        raise CannotWrite(f"{csv_path} cannot be read ({exc.strerror or exc})") from None
     columns = [c.strip() for c in header]
     return columns, [(n, dict(zip(columns, (v.strip() for v in row)))) for n, row in enumerate(body, 2) if row]
 
@@ -78,7 +89,7 @@ def add(folder: str | Path, picture: np.ndarray, label: int, part: str, kind: st
     csv_path = folder / "labels.csv"
     data = png_bytes(np.ascontiguousarray(picture[..., :3]))
     relative = f"{CROPS}/{part}-{hashlib.sha256(data).hexdigest()[:16]}.png"
-    with _lock:
+    with _lock, locked(folder / LOCK, what=str(csv_path)):
         columns, rows = _rows(csv_path) if csv_path.is_file() else (list(COLUMNS), [])
         missing = [c for c in COLUMNS if c not in columns]
         if missing:

@@ -183,6 +183,22 @@ def test_a_missing_runtime_gives_503_with_the_install_command_not_an_internal_er
     assert f"{shlex.quote(sys.executable)} -m pip install ai-edge-litert==2.3.0" in detail
 
 
+def test_a_bug_of_ours_is_a_500_in_one_line(astronaut_b64, monkeypatch):
+    """OpenCV's errors span several lines; the answer's detail and the console's line do not."""
+
+    def broken(payload, settings=None):
+        raise RuntimeError("OpenCV(4.10.0) resize.cpp:4152: error: (-215:Assertion failed)\n  !ssize.empty()\n")
+
+    monkeypatch.setattr(service, "diagnose_request", broken)
+    logged = []
+    monkeypatch.setattr(api, "log", logged.append)
+    response = make_client().post("/humanrefine/v1/diagnose", json={"image": astronaut_b64})
+    detail = response.json()["detail"]
+    assert response.status_code == 500 and "\n" not in detail and "!ssize.empty()" in detail
+    assert detail.startswith("HumanRefine: internal error (RuntimeError: ") and detail.endswith("please report this")
+    assert len(logged) == 1 and "\n" not in logged[0]
+
+
 def test_a_failing_host_keeps_the_image_and_says_why(models_ready, astronaut, astronaut_b64):
     from stand_in_host import BrokenHost
 

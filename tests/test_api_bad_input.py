@@ -239,7 +239,7 @@ def test_too_small_images(client, shape):
     assert "too small" in refused(post(client, "diagnose", {"image": b64(np.zeros((*shape, 3), np.uint8))}))
 
 
-@pytest.mark.parametrize("shape", [(16, 16), (16, 3000), (3000, 16)])
+@pytest.mark.parametrize("shape", [(16, 16), (16, 3000), (3000, 16), (20, 20000), (16, 8000), (8000, 16)])
 def test_thin_and_tiny_images_are_diagnosed(client, shape):
     response = post(client, "diagnose", {"image": b64(np.full((*shape, 3), 128, np.uint8))})
     assert response.status_code == 200 and response.json()["report"]["parts"] == []
@@ -423,3 +423,68 @@ def test_random_payloads_never_get_a_500(client, route, payload, options):
     assert response.status_code in (400, 422), response.text
     detail = response.json()["detail"]
     assert isinstance(detail, str) and "\n" not in detail and len(detail) < 800
+
+
+def test_a_float_rgb_tiff_is_diagnosed(client, small):
+    import base64
+    import io
+
+    tifffile = pytest.importorskip("tifffile")
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, small.astype(np.float32) / 255.0, photometric="rgb")
+    answer = post(client, "diagnose", {"image": base64.b64encode(buffer.getvalue()).decode()})
+    assert answer.status_code == 200 and report_of(answer) == report_of(post(client, "diagnose", {"image": b64(small)}))
+
+
+SERVE = """
+import sys, fastapi, uvicorn
+from lib_humanrefine.webui import api
+app = fastapi.FastAPI()
+api.install_routes(app, None, lambda payload: {})
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="info")
+"""
+
+
+def test_a_client_that_goes_away_mid_upload_leaves_one_line_in_the_console(tmp_path):
+    """A real server in its own process: its console, not a test client's exception."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO
+
+    pytest.importorskip("uvicorn")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    console = open(tmp_path / "console.txt", "w+")  # noqa: SIM115 - closed below
+    server = subprocess.Popen([sys.executable, "-c", SERVE, str(port)], cwd=REPO, stdout=console, stderr=console,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        for route in ("diagnose", "refine"):
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                sock.sendall(f"POST /humanrefine/v1/{route} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                             'Content-Length: 100000\r\n\r\n{"image": "iVBOR'.encode())  # fmt: skip
+                time.sleep(0.3)
+        time.sleep(0.5)
+        with socket.create_connection(("127.0.0.1", port)) as sock:  # still serving
+            sock.sendall(b"GET /humanrefine/v1/schema HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert sock.recv(100).startswith(b"HTTP/1.1 200")
+    finally:
+        server.terminate()
+        server.wait(10)
+        console.seek(0)
+        text = console.read()
+        console.close()
+    assert "Traceback" not in text and "ClientDisconnect" not in text, text
+    went = [line for line in text.splitlines() if "went away" in line]
+    assert went == [f"[HumanRefine] /humanrefine/v1/{route}: the client went away while sending its request; nothing "
+                    "was done" for route in ("diagnose", "refine")]  # fmt: skip

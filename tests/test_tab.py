@@ -370,3 +370,49 @@ def test_parts_that_would_read_the_same_are_numbered():
     parts = [Part("hand", "right", 0, (0, 0, 9, 9), "hand"), Part("face", None, 0, (0, 0, 9, 9), "face"),
              Part("hand", "right", 0, (20, 0, 29, 9), "hand")]  # fmt: skip
     assert sessions.part_names(Diagnosis(40, 20, parts, 0.5)) == ["P1 right hand (1)", "P1 face", "P1 right hand (2)"]
+
+
+def test_verdicts_from_several_processes_at_once_are_all_kept(tmp_path):
+    """The tab in two WebUIs, or a script beside it, writing one labels folder: every row is kept, and
+    one picture labelled both ways at once gets one row (the other process is refused)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO
+
+    folder, start, workers, count = tmp_path / "labels", tmp_path / "go", 4, 15
+    procs = [
+        subprocess.Popen([sys.executable, str(REPO / "tests" / "teach_worker.py"), str(folder), str(start), str(w),
+                          str(count)], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for w in range(workers)
+    ]  # fmt: skip
+    time.sleep(1.5)  # every process imported and waiting
+    start.touch()
+    results = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err for _out, err in results]
+    table = rows(folder)
+    assert table[0] == ["path", "label", "kind", "part"]
+    hands = [r for r in table[1:] if r[3] == "hand"]
+    assert len(hands) == workers * count and len({r[0] for r in hands}) == workers * count
+    assert all((folder / r[0]).is_file() for r in table[1:])
+    faces = [r for r in table[1:] if r[3] == "face"]
+    answers = sorted(out.strip().split(":")[0] for out, _err in results)
+    assert len(faces) == 1 and answers.count("new") == 1  # one row for the picture, written once
+    kept = int(faces[0][1])
+    assert answers.count("same") == sum(w % 2 == kept for w in range(workers)) - 1
+    assert answers.count("refused") == sum(w % 2 != kept for w in range(workers))
+
+
+def test_a_labels_csv_that_is_not_utf8_is_named_in_the_tabs_words(tmp_path):
+    from lib_humanrefine.webui import user_message
+
+    latin1 = "path,label,kind,part\ncrops/caf\xe9.png,1,user,hand\n".encode("latin-1")
+    (tmp_path / "labels.csv").write_bytes(latin1)
+    with pytest.raises(CannotWrite) as err:
+        teach.add(tmp_path, np.zeros((8, 8, 3), np.uint8), 1, "hand")
+    assert user_message(err.value) == f"{tmp_path / 'labels.csv'} is not UTF-8 text: save it as CSV UTF-8 or choose " \
+                                      "another labels folder"  # fmt: skip
+    assert (tmp_path / "labels.csv").read_bytes() == latin1 and not (tmp_path / "crops").exists()

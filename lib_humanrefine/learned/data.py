@@ -46,6 +46,7 @@ class Sample:
     # labelled by its severity, not by labels.csv (see between_samples): the heads are fitted on it,
     # but no figure, calibration or threshold is measured on it
     by_severity: bool = False
+    row: str = ""  # where it is labelled ("DIR/labels.csv:12"), for messages
 
     @property
     def generated(self) -> bool:
@@ -58,8 +59,13 @@ def fingerprint(path: Path) -> int:
 
 
 def _read_csv(path: Path) -> list[dict]:
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        return [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in csv.DictReader(fh)]
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            return [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in csv.DictReader(fh)]
+    except UnicodeDecodeError:
+        raise BadImage(f"{path}: not UTF-8 text; save it as CSV UTF-8") from None
+    except OSError as exc:
+        raise BadImage(f"{path}: cannot be read ({exc.strerror or exc})") from None
 
 
 class FolderInfo:
@@ -83,7 +89,10 @@ class FolderInfo:
             tsv = parent / "provenance.tsv"
             if tsv.is_file():
                 self.root = parent
-                lines = tsv.read_text(encoding="utf-8-sig").splitlines()[1:]
+                try:
+                    lines = tsv.read_text(encoding="utf-8-sig").splitlines()[1:]
+                except UnicodeDecodeError:
+                    raise BadImage(f"{tsv}: not UTF-8 text; save it as UTF-8") from None
                 self.provenance = [(c[0], c[1].split()[0]) for c in (ln.split("\t") for ln in lines) if len(c) > 1]
                 break
 
@@ -138,12 +147,45 @@ def load_folder(folder: Path) -> list[Sample]:
         samples.append(
             Sample(
                 path, int(row["label"]), part, row.get("kind", ""), info.group(path, row.get("group", "")),
-                info.severity(path),
+                info.severity(path), row=f"{labels}:{n}",
             )
         )  # fmt: skip
     if not samples:
         raise BadImage(f"{labels}: no rows")
     return samples
+
+
+def once_each(items: list, notes: list[str], verb: str = "counted") -> list:
+    """Each picture once. ``items`` have ``path``, ``label`` and ``row`` (where they are labelled), and
+    may have ``part`` and ``by_severity`` (``Sample``, ``bench.Labelled``). A later row naming a file
+    listed before, or the same bytes under another name (and the same part), is dropped with a note
+    when the label agrees, and refused (BadImage naming both rows) when it differs; a picture labelled
+    by its severity gives way to its labels.csv row silently. A file that cannot be read is kept: the
+    work that reads it names it."""
+    first: dict[tuple, object] = {}
+    out = []
+    for item in items:
+        try:
+            key = (getattr(item, "part", "image"), fingerprint(item.path))
+        except OSError:
+            out.append(item)
+            continue
+        earlier = first.setdefault(key, item)
+        if earlier is item:
+            out.append(item)
+        elif getattr(item, "by_severity", False):
+            continue
+        elif earlier.label != item.label:
+            raise BadImage(
+                f"the same picture is labelled {earlier.label} at {earlier.row} ({earlier.path.name}) and "
+                f"{item.label} at {item.row} ({item.path.name}); keep one label"
+            )
+        else:
+            same = (
+                "listed twice" if earlier.path.resolve() == item.path.resolve() else f"the same as {earlier.path.name}"
+            )
+            notes.append(f"{item.row}: {item.path.name} is {same} ({earlier.row}); {verb} once")
+    return out
 
 
 def severity_split(samples: list[Sample]) -> float | None:

@@ -126,13 +126,17 @@ def features_from_diagnosis(sample: Sample, diagnosis, mask: np.ndarray | None =
     )
 
 
-def extract(samples: list[Sample], progress: TextIO | None = None, encoder=None) -> list[Features]:
+def extract(
+    samples: list[Sample], progress: TextIO | None = None, encoder=None, skipped: list[dict] | None = None
+) -> list[Features]:
     """Detect, diagnose (landmarks) and embed every whole image, as the diagnosis would, and embed its
     re-saved copies; a part crop row is only its kind and label (the heads do not look at part
-    crops). ``encoder``: one already loaded, else one is made."""
+    crops). ``encoder``: one already loaded, else one is made. An image that cannot be read or
+    diagnosed is named on ``progress``, added to ``skipped`` and left out (without ``skipped``: BadImage)."""
     from .. import learned
     from ..bench import region_mask
     from ..diagnose import diagnose_image
+    from ..errors import BadImage, failure_on
     from ..images import load_image
     from .encoder import Encoder
 
@@ -143,21 +147,40 @@ def extract(samples: list[Sample], progress: TextIO | None = None, encoder=None)
     out = []
     start = time.perf_counter()
     for n, sample in enumerate(samples, 1):
-        image = load_image(sample.path)  # a part crop too: an unreadable file fails here, not later
-        if sample.part != "image":
-            out.append(Features(sample, None, [sample.part], [[]], [sample.label], [None]))
-        else:
-            _detections, diagnosis = diagnose_image(image, learned=False)
-            out.append(
-                Features(
+        try:
+            image = load_image(sample.path)  # a part crop too: an unreadable file is named here
+            if sample.part != "image":
+                features = Features(sample, None, [sample.part], [[]], [sample.label], [None])
+            else:
+                _detections, diagnosis = diagnose_image(image, learned=False)
+                features = Features(
                     sample=sample,
                     image_embedding=learned.embed_image(encoder, image),
                     landmark_signals=[[s.score for s in p.signals] for p in diagnosis.parts],
                     resaves=resave_embeddings(encoder, image),
                     **_part_fields(sample, diagnosis.parts, region_mask(sample.path)),
                 )
-            )
-        out[-1].fingerprint = fingerprint(sample.path)
+            features.fingerprint = fingerprint(sample.path)
+        except HumanRefineError as exc:
+            if skipped is None or not isinstance(exc, BadImage):
+                raise  # models or runtime: every further image would fail the same way
+            error = f"{exc} ({sample.row})" if sample.row else str(exc)
+        except OSError as exc:  # went away or became unreadable since it was listed
+            if skipped is None:
+                raise
+            error = f"{sample.path}: cannot be read ({exc.strerror or exc})"
+        except Exception as exc:  # a HumanRefine bug on one image must not cost the whole run
+            if skipped is None:
+                raise
+            error = failure_on(sample.path, exc)
+        else:
+            out.append(features)
+            error = None
+        if error:
+            skipped.append({"path": str(sample.path), "error": error})
+            if progress:
+                print(f"error: {error}", file=progress)
+            continue
         if progress:
             print(f"  [{n}/{len(samples)}] {sample.path.name} ({time.perf_counter() - start:.0f} s)", file=progress)
     return out
@@ -438,15 +461,50 @@ def fit_heads(features: list[Features], encoder_sha256: str) -> Heads:
     return heads
 
 
-def train(folders: list[Path], out: Path, progress: TextIO | None = None) -> Heads:
+def labelled_samples(folders: list[Path], progress: TextIO | None = None) -> list[Sample]:
+    """Every folder's samples (``data.load_folder`` + ``data.between_samples``), checked before any
+    work: a folder given twice, one picture labelled both ways (the same file, or the same bytes under
+    two names) and labels with fewer than two images of either kind are refused in one line; a
+    picture listed twice with one label counts once (said on ``progress``); a file that cannot be
+    read is left to ``extract``, which names and skips it."""
+    from ..errors import BadArgument, BadImage
     from . import data
-    from . import heads as heads_mod
 
+    seen: dict[Path, Path] = {}
+    for folder in map(Path, folders):
+        if not folder.is_dir():
+            raise BadArgument(f"--data {folder}: no such folder")
+        if folder.resolve() in seen:
+            same = "twice" if seen[folder.resolve()] == folder else f"twice ({seen[folder.resolve()]} and {folder})"
+            raise BadArgument(f"--data names the folder {folder.resolve()} {same}; give each folder once")
+        seen[folder.resolve()] = folder
     samples = []
     for folder in folders:
         labelled = data.load_folder(folder)
         samples += labelled + data.between_samples(folder, labelled)
-    features = extract(samples, progress)
+    notes: list[str] = []
+    out = data.once_each(samples, notes)
+    for note in notes:
+        if progress:
+            print(f"note: {note}", file=progress)
+    images = [s for s in out if s.part == "image"]
+    malformed = sum(s.label == 1 for s in images)
+    if min(malformed, len(images) - malformed) < 2:
+        raise BadImage(
+            f"training needs at least 2 malformed and 2 normal whole images (part image, label 1 and 0); "
+            f"the labels have {malformed} malformed and {len(images) - malformed} normal"
+        )
+    return out
+
+
+def train(folders: list[Path], out: Path, progress: TextIO | None = None, skipped: list[dict] | None = None) -> Heads:
+    """Heads fitted on the labelled folders, written to ``out``. Images that cannot be read or
+    diagnosed are named on ``progress`` and left out (listed in ``skipped`` when given; without it
+    the first one stops the run)."""
+    from . import heads as heads_mod
+
+    samples = labelled_samples(folders, progress)
+    features = extract(samples, progress, skipped=skipped)
     heads = fit_heads(features, models.MODELS[models.ENCODER].sha256)
     heads.info["folders"] = [Path(f).name for f in folders]
     heads_mod.write(heads, out)

@@ -52,11 +52,19 @@ def install_routes(app, credentials: dict[str, str] | None, run_refine: Callable
     from fastapi import Request
     from fastapi.responses import JSONResponse
     from starlette.concurrency import run_in_threadpool
+    from starlette.requests import ClientDisconnect
 
     def error(status: int, message: str, **headers) -> JSONResponse:
         return JSONResponse({"detail": message}, status_code=status, headers=headers or None)
 
     async def guarded(request: Request, work: Callable[[dict], dict] | None):
+        try:
+            return await answer(request, work)
+        except ClientDisconnect:  # gone mid-upload: nothing was run, and nobody reads an answer
+            log(f"{request.url.path}: the client went away while sending its request; nothing was done")
+            return error(400, "HumanRefine: the request ended before its body was complete")
+
+    async def answer(request: Request, work: Callable[[dict], dict] | None):
         length = request.headers.get("content-length")
         declared_too_large = bool(length and length.isdigit() and int(length) > MAX_BODY_BYTES)
         if not authorised(request.headers.get("authorization"), credentials):
@@ -89,9 +97,10 @@ def install_routes(app, credentials: dict[str, str] | None, run_refine: Callable
         except HumanRefineError as exc:  # the setup (runtime, model files), named with its fix: not a bug
             log(f"{request.url.path} failed: {user_message(exc)}")
             return error(503, user_message(exc))
-        except Exception as exc:  # a bug of ours: say so in one line, keep the server up
-            log(f"{request.url.path} failed: {exc.__class__.__name__}: {exc}")
-            return error(500, f"HumanRefine: internal error ({exc.__class__.__name__}: {exc})")
+        except Exception as exc:  # a bug of ours: say so in one line (OpenCV's messages span lines), keep the server up
+            detail = f"{exc.__class__.__name__}: {' '.join(str(exc).split())[:300]}"
+            log(f"{request.url.path} failed: {detail}")
+            return error(500, f"HumanRefine: internal error ({detail}); please report this")
 
     async def diagnose(request: Request):
         return await guarded(request, lambda payload: service.diagnose_request(payload, current_settings()))
