@@ -170,3 +170,24 @@ def test_published_pairs_are_found_by_name(tmp_path):
         (tmp_path / name).write_bytes(b"")
     pairs = {(p.name, q.name) for p, q in benchmark.find_pairs([tmp_path])}
     assert pairs == {("a_original.png", "a_refined.png"), ("b_before.jpg", "b_after.jpg")}
+
+
+def test_a_published_pair_is_judged_as_the_engine_would_composite_it(models_ready, astronaut, tmp_path):
+    from PIL import Image
+
+    step = planned(astronaut, "face")
+    x0, y0, x1, y1 = (int(v) for v in step.part.box)
+    cast = astronaut.copy()  # a "fix" that tints the face and its surroundings red
+    cast[max(0, y0 - 40) : y1 + 40, max(0, x0 - 40) : x1 + 40] = np.clip(
+        cast[max(0, y0 - 40) : y1 + 40, max(0, x0 - 40) : x1 + 40] * np.array([1.35, 1.0, 0.7]), 0, 255
+    ).astype(np.uint8)
+    Image.fromarray(astronaut).save(tmp_path / "a_original.png")
+    Image.fromarray(cast).save(tmp_path / "a_refined.png")
+    ((before, after),) = benchmark.find_pairs([tmp_path])
+    face = next(s for s in benchmark.judge_pair(before, after, Judge()) if s["part"].endswith("face"))
+    assert face["kept"] is False and face["reason"].startswith("colour shifted at the seam")
+    Image.fromarray(astronaut).save(tmp_path / "a_refined.png")  # the "fix" changed nothing
+    ((before, after),) = benchmark.find_pairs([tmp_path])
+    assert all(
+        s.get("published fix") == "does not touch this part" for s in benchmark.judge_pair(before, after, Judge())
+    )

@@ -27,7 +27,7 @@ from typing import TextIO
 import cv2
 import numpy as np
 
-from ..conditions import masks
+from ..conditions.crop import crop_image
 from ..engine import run_candidate
 from ..hosts.base import InpaintRequest
 from ..plan import PlanOptions, Step, make_plan
@@ -260,9 +260,20 @@ def find_pairs(folders: Iterable[Path]) -> list[tuple[Path, Path]]:
     return pairs
 
 
+class PublishedFixHost:
+    """Answers every request of a step (the part, then its seam ring) with the published fix's
+    pixels of that crop, as if a host had generated them."""
+
+    def __init__(self, fixed: np.ndarray, step: Step):
+        self.fixed, self.step = fixed, step
+
+    def inpaint(self, request: InpaintRequest) -> np.ndarray:
+        return crop_image(self.fixed, self.step.crop, request.size)
+
+
 def judge_pair(before: Path, after: Path, judge: Judge) -> list[dict]:
-    """Each hand and face step of ``before`` with the published fix as its candidate: the fix's
-    pixels composited into the step's region as the engine would, then judged."""
+    """Each hand and face step of ``before`` with the published fix as its candidate, composited
+    by the engine as a generated crop would be, then judged."""
     from ..diagnose import diagnose_image
     from ..images import load_image
 
@@ -270,17 +281,15 @@ def judge_pair(before: Path, after: Path, judge: Judge) -> list[dict]:
     if fixed.shape != original.shape:
         fixed = cv2.resize(fixed, (original.shape[1], original.shape[0]), interpolation=cv2.INTER_AREA)
     detections, diagnosis = diagnose_image(original, learned=False)
+    changed = np.abs(fixed.astype(int) - original.astype(int)).max(axis=2) > 8
     out = []
     for step in make_plan(original, detections, diagnosis, PlanOptions(policy="all")).steps:
         if step.kind not in PART_KINDS:
             continue
-        region = np.maximum(step.mask, step.ring)
-        changed = np.abs(fixed.astype(int) - original.astype(int)).max(axis=2) > 8
-        if not (changed & (region > 0)).any():
+        if not (changed & (np.maximum(step.mask, step.ring) > 0)).any():
             out.append({"part": step.part.label(), "published fix": "does not touch this part"})
             continue
-        alpha = masks.feather(region, max(2.0, 0.04 * max(step.crop.width, step.crop.height)))
-        candidate = masks.composite(original, fixed, alpha)
+        candidate = run_candidate(original, step, PublishedFixHost(fixed, step), step.seed)
         reference = judge.reference(original, step)
         measures = judge.measure(original, candidate, step, reference)
         verdict = judge.decide(measures, reference, step.kind)
