@@ -23,17 +23,7 @@ from lib_humanrefine.webui import api  # noqa: E402
 def serve(credentials=None):
     app = fastapi.FastAPI()
     api.install_routes(app, credentials, lambda payload: service.refine_request(payload, lambda s, sch: ShiftHost()))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(100):
-        if server.started:
-            break
-        time.sleep(0.05)
-    return server, thread, f"http://127.0.0.1:{port}"
+    return serve_app(app)
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +85,7 @@ def test_bench_reports_the_share_of_steps_the_verification_accepted(server, cli,
 
 
 def serve_app(app):
+    """``app`` on a loopback port in a thread: (server, thread, its URL)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
