@@ -372,3 +372,12 @@ def test_of_two_equally_broken_hands_the_larger_is_fixed_first():
     assert diagnosis.parts[0].score == diagnosis.parts[1].score == 1.0
     steps = make_plan(image, det, diagnosis, PlanOptions()).steps
     assert [s.part.index for s in steps] == [1, 0]
+
+
+def test_a_coarse_step_is_judged_by_its_anatomy_not_by_its_rings_pixels():
+    """A pose step regenerates a whole limb on purpose: its ring's coarse picture may change."""
+    judge = Judge()
+    changed = measured(colour=9.0, seam=9.0, detail=0.1)
+    assert judge.decide(changed, measured(), "pose").passed
+    assert judge.decide(measured(error=0.5), measured(), "pose").check == "skeleton"
+    assert judge.decide(changed, measured(), "hand").check == "colour"

@@ -17,8 +17,9 @@ given, with its number ("candidate changed identity (0.71 > 0.60)"):
 
 The limits come from the judge benchmark (``verify.benchmark``, ``bench --judge``): bad and
 benign candidates made in code from the development images, thresholds fitted on other groups of
-images than those they are scored on. The diagnosis's own part score is no check: its landmark
-signals are at chance on images the project never saw.
+images than those they are scored on. Checks 5-7 apply to hands and faces, the steps the
+benchmark measured; a coarse (pose) step is judged by checks 1-3. The diagnosis's own part score
+is no check: its landmark signals are at chance on images the project never saw.
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ from .anatomy import Found, refind
 from .pixels import PixelChange, pixel_change
 
 __all__ = ["Judge", "Limits", "Measures", "Verdict"]
+
+# The step kinds whose colour, seam and detail lines the benchmark measured. A coarse (pose) step
+# regenerates a whole limb on purpose, so its ring's coarse picture is meant to change; it keeps
+# the anatomy checks (its numbers are still measured and reported).
+PIXEL_CHECKED = ("hand", "face")
 
 
 @dataclass(frozen=True)
@@ -191,7 +197,7 @@ class Judge:
         return Verdict(False, "identity", m.identity, self.limits.identity, text)
 
     def _pixels(self, m: Measures, ref: Measures, kind: str) -> Verdict | None:
-        if m.pixels is None:
+        if m.pixels is None or kind not in PIXEL_CHECKED:
             return None
         colour, seam, detail = m.pixels.colour, m.pixels.seam, m.pixels.detail
         limits = self.limits
