@@ -248,18 +248,21 @@ def _parts_to_refine(diagnosis: Diagnosis, options: PlanOptions) -> list[tuple[P
     return sorted(chosen, key=lambda pc: (order[_step_kind(pc[0])], rank.get(id(pc[0]), len(rank))))
 
 
-def part_denoise(part: Part, options: PlanOptions) -> float:
-    """The denoising strength a part gets by default: its kind's strength, more the worse it scores."""
+def part_denoise(part: Part, options: PlanOptions, threshold: float) -> float:
+    """The denoising strength a part gets by default: its kind's strength, and a part the diagnosis
+    flags (score at or above ``threshold``) more the worse it scores; an unflagged part gets exactly
+    its kind's strength (a strength written in a prompt tag is the one used)."""
     kind = _step_kind(part)
-    severity = min(max(part.score, 0.0), 1.0)
+    severity = min(max(part.score, 0.0), 1.0) if part.score >= threshold else 0.0
     return round(min(MAX_DENOISE, options.strength.get(kind, 0.5) + SEVERITY_BUMP[kind] * severity), 3)
 
 
 def make_step(
     index: int, part: Part, image: np.ndarray, detections: Detections, options: PlanOptions,
-    choice: PartChoice | None = None,
+    choice: PartChoice | None = None, threshold: float = 1.0,
 ) -> Step | None:  # fmt: skip
-    """One step for one part; None when the part has no usable region."""
+    """One step for one part (flagged when its score reaches ``threshold``); None when the part has
+    no usable region."""
     shape = image.shape
     kind = _step_kind(part)
     native = options.part_resolution or NATIVE[options.model]
@@ -313,7 +316,7 @@ def make_step(
                 image=reference_image(image, region, crop, size),
             )
         )  # fmt: skip
-    denoise = part_denoise(part, options) if choice.denoise is None else choice.denoise
+    denoise = part_denoise(part, options, threshold) if choice.denoise is None else choice.denoise
     return Step(
         index=index, kind=kind, part=part, category=part.main_category, score=part.score,
         mask=region, ring=ring, crop=crop, size=size, controls=controls,
@@ -368,7 +371,7 @@ def make_plan(image: np.ndarray, detections: Detections, diagnosis: Diagnosis, o
     image = check_plan_inputs(image, diagnosis, options)
     steps: list[Step] = []
     for part, choice in _parts_to_refine(diagnosis, options):
-        step = make_step(len(steps), part, image, detections, options, choice)
+        step = make_step(len(steps), part, image, detections, options, choice, diagnosis.threshold)
         if step is not None:
             steps.append(step)
     return Plan(image.shape[1], image.shape[0], options, steps, baseline_work(detections, options))

@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -381,3 +382,16 @@ def test_a_coarse_step_is_judged_by_its_anatomy_not_by_its_rings_pixels():
     assert judge.decide(changed, measured(), "pose").passed
     assert judge.decide(measured(error=0.5), measured(), "pose").check == "skeleton"
     assert judge.decide(changed, measured(), "hand").check == "colour"
+
+
+def test_the_severity_bump_goes_to_flagged_parts_only_so_a_tags_strength_is_the_one_used():
+    image, det, diagnosis = scene()  # one malformed hand
+    hand = diagnosis.parts[0]
+    assert hand.score > 0
+    strength = {"hand": 0.45, "face": 0.35, "pose": 0.6}  # e.g. <humanrefine:hands:0.45>
+    below = make_plan(
+        image, det, replace(diagnosis, threshold=hand.score + 0.01), PlanOptions(policy="all", strength=strength)
+    )
+    assert below.steps[0].denoise == 0.45  # not flagged: exactly the strength asked for
+    at = make_plan(image, det, replace(diagnosis, threshold=hand.score), PlanOptions(policy="all", strength=strength))
+    assert at.steps[0].denoise == round(min(0.95, 0.45 + 0.3 * hand.score), 3)  # flagged: more, the worse it scores

@@ -245,8 +245,9 @@ def part_rows(diagnosis: Diagnosis, args: ScriptArgs, settings: Settings) -> lis
         weight, label = control.get(part.kind, control["body"])
         rows.append(PartRow(
             index=i, label=names[i], kind=part.kind, category=part.main_category, score=part.score,
-            reasons=part.reasons, flagged=part.score >= diagnosis.threshold, strength=part_denoise(part, options),
-            candidates=settings.candidates, control=weight, control_label=label,
+            reasons=part.reasons, flagged=part.score >= diagnosis.threshold,
+            strength=part_denoise(part, options, diagnosis.threshold), candidates=settings.candidates, control=weight,
+            control_label=label,
         ))  # fmt: skip
     return rows
 
