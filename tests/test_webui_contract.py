@@ -239,6 +239,10 @@ def test_missing_models_name_the_folder_and_the_exact_command(webui, tmp_path, a
     assert result[0] is image
     assert str(empty) in result[1] and f"--models-dir {empty} models fetch" in result[1]
     assert "lib_humanrefine" in result[1] and "\n" not in result[1]
+    assert "or restart the WebUI: it fetches them at start" in result[1]  # install.py runs at the next start
+    webui.shared.cmd_opts.skip_install = True  # ... but not under --skip-install: the command alone
+    (result,), _ = run_job(webui, stand_ins.make_p(), [image], [True])
+    assert f"--models-dir {empty} models fetch" in result[1] and "restart" not in result[1]
 
 
 def test_disabled_does_nothing_but_a_prompt_tag_switches_it_on(webui, astronaut):

@@ -57,7 +57,9 @@ def use_webui_models_dir() -> None:
 
 
 def models_fetch_hint(folder) -> str:
-    """The exact command that fills the folder this WebUI reads (or: restart, install.py fetches)."""
+    """The exact command that fills the folder this WebUI reads; the models are used as soon as they
+    are there (no restart). A restart is named too only where it would fetch them: the launcher runs
+    install.py at start unless the WebUI was started with --skip-install."""
     import shlex
 
     from ..models import fetch_command
@@ -67,7 +69,17 @@ def models_fetch_hint(folder) -> str:
         command = command.replace(
             " -m lib_humanrefine ", f" -m lib_humanrefine --models-dir {shlex.quote(str(folder))} "
         )
-    return f"restart the WebUI (it fetches them at start) or run: cd {shlex.quote(EXTENSION_DIR)} && {command}"
+    hint = f"run: cd {shlex.quote(EXTENSION_DIR)} && {command}"
+    return hint if _skips_install() else f"{hint} (or restart the WebUI: it fetches them at start)"
+
+
+def _skips_install() -> bool:
+    """Whether this WebUI was started with --skip-install (then install.py never runs at start)."""
+    try:
+        from modules import shared  # type: ignore[import-not-found]
+    except ImportError:
+        return True
+    return bool(getattr(getattr(shared, "cmd_opts", None), "skip_install", False))
 
 
 def user_message(exc: Exception) -> str:
