@@ -222,13 +222,14 @@ def test_params_txt_and_before_image_and_report(webui, astronaut, tmp_path):
     assert '"summary": "P1 face fixed (not verified)"' in report and '"controlnet"' in report
 
 
-def test_wrong_api_args_give_one_readable_line_and_keep_the_image(webui, astronaut):
+def test_wrong_api_args_give_one_readable_line_and_keep_the_image(webui, astronaut, capsys):
     p = stand_ins.make_p()
     image = Image.fromarray(astronaut)
     (result,), _ = run_job(webui, p, [image], [{"enabled": True, "policy": "most", "colour": 1}])
     text = p.extra_generation_params["HumanRefine"]
-    assert text.startswith("error - HumanRefine: unknown option(s) 'colour'") and "'policy' must be one of" in text
+    assert text.startswith("error - unknown option(s) 'colour'") and "'policy' must be one of" in text  # said once
     assert result[0] is image and webui.rec.passes == []
+    assert "[HumanRefine] unknown option(s) 'colour'" in capsys.readouterr().err  # not "[HumanRefine] HumanRefine: "
 
 
 def test_missing_models_name_the_folder_and_the_exact_command(webui, tmp_path, astronaut):

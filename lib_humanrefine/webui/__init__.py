@@ -83,14 +83,16 @@ def _skips_install() -> bool:
 
 
 def user_message(exc: Exception) -> str:
-    """One line for the infotext and console; missing models name the folder and the command."""
+    """One line for the infotext and console; missing models name the folder and the command. The
+    "HumanRefine: " some messages start with (for API answers, where nothing else says who answered)
+    is dropped: the infotext key and the console prefix already say it."""
     if isinstance(exc, ModelsMissing):
         from ..models import models_dir
 
         first = str(exc).split("; run", 1)[0]
         return f"{first}; {models_fetch_hint(models_dir())}"
     if isinstance(exc, HumanRefineError):
-        return str(exc)
+        return str(exc).removeprefix("HumanRefine: ")
     return f"{exc.__class__.__name__}: {exc}"
 
 
@@ -157,8 +159,9 @@ def start_job(p, raw_args) -> JobState | None:
     try:
         args = parse_script_args(list(raw_args))
     except BadOptions as exc:
-        log(str(exc))
-        p.extra_generation_params[INFOTEXT_KEY] = f"error - {exc}"
+        message = user_message(exc)
+        log(message)
+        p.extra_generation_params[INFOTEXT_KEY] = f"error - {message}"
         return None
     switched_on = any(s.present and not s.off for s in map(prompt_tags.parse, _prompts(p)))
     if not args.enabled and not switched_on:
