@@ -52,8 +52,10 @@ SCRIPT_OPTIONS: tuple[Option, ...] = (
     Option("policy", "Fix", "all", "choice", choices=POLICIES, aliases=POLICY_ALIASES, infotext="HumanRefine policy",
            help="all: every detected hand and face (plus body steps the diagnosis asks for); "
                 "flagged: only parts the diagnosis flags; off: diagnose and report only."),
-    Option("threshold", "Suspect threshold", 0.5, "float", minimum=0.05, maximum=0.95, step=0.05,
-           infotext="HumanRefine threshold", help="A part scoring at or above this is flagged."),
+    Option("threshold", "Suspect threshold", 0.5, "float", minimum=0.05, maximum=1.0, step=0.05,
+           infotext="HumanRefine threshold",
+           help="A part scoring at or above this is flagged. Set it with Sensitivity 'threshold'; a preset shows "
+                "its own threshold here, greyed."),
     Option("sensitivity", "Sensitivity", "balanced", "choice", choices=SENSITIVITIES,
            infotext="HumanRefine sensitivity",
            help="strict / balanced / relaxed: thresholds set on normal images' false alarms (about 20 / 10 / 5 %); "
@@ -71,6 +73,7 @@ SCRIPT_OPTIONS: tuple[Option, ...] = (
            infotext="HumanRefine body strength", row="strengths",
            help="Denoising strength of a limb/body pass under OpenPose."),
 )  # fmt: skip
+SCRIPT_OPTION = {option.key: option for option in SCRIPT_OPTIONS}
 
 AUTOMATIC = "Automatic"
 
@@ -272,6 +275,8 @@ def infotext_params(args: ScriptArgs, settings: Settings | None = None) -> dict[
     out = {}
     for option in SCRIPT_OPTIONS:
         value = getattr(args, option.key)
+        if option.key == "threshold" and args.sensitivity != "threshold":
+            continue  # a preset decides the threshold: the slider's value was not used
         if option.infotext and value != option.default:
             out[option.infotext] = format_value(value)
     if settings is not None:

@@ -22,6 +22,7 @@ from .errors import BadImage, HumanRefineError, shown, shown_names
 from .images import decode, to_rgb_array
 from .options import (
     REQUEST_SCHEMA,
+    SCRIPT_OPTION,
     SCRIPT_OPTIONS,
     SENSITIVITIES,
     SETTINGS,
@@ -122,13 +123,14 @@ def _flag(payload: Mapping, key: str) -> bool:
 
 
 def diagnose_request(payload, base_settings: Settings | None = None) -> dict:
-    """``{"image": b64, "sensitivity"?: "strict|balanced|relaxed", "threshold"?: 0.05-0.95 (instead of a
+    """``{"image": b64, "sensitivity"?: "strict|balanced|relaxed", "threshold"?: 0.05-1 (instead of a
     preset), "learned"?: bool, "overlay"?: bool}`` → ``{"report", "overlay"?}``."""
     from .diagnose import DEFAULT_THRESHOLD
     from .diagnose.report import image_dict
 
     payload = _check_keys(payload, DIAGNOSE_KEYS, "request")
-    threshold = _number(payload, "threshold", DEFAULT_THRESHOLD, 0.05, 0.95)
+    slider = SCRIPT_OPTION["threshold"]  # the accordion's range
+    threshold = _number(payload, "threshold", DEFAULT_THRESHOLD, slider.minimum, slider.maximum)
     sensitivity = _text(payload, "sensitivity", None)
     if sensitivity is not None and sensitivity not in SENSITIVITIES:
         choices = ", ".join(SENSITIVITIES)

@@ -22,7 +22,9 @@ class HumanRefineScript(scripts.Script):
         return scripts.AlwaysVisible
 
     def ui(self, is_img2img):
-        components, self.infotext_fields, self.paste_field_names = ui.build(is_img2img)
+        components, self.infotext_fields, self.paste_field_names = ui.build(
+            is_img2img, learned=lambda: webui.current_settings().learned
+        )
         return components
 
     def process(self, p, *args):

@@ -107,7 +107,7 @@ PNG_1x1 = b64(np.zeros((1, 1, 3), np.uint8))
         ("diagnose", {"image": "A", "path": "/etc/passwd"}, 422, "unknown key(s) 'path'"),
         ("diagnose", {"image": "A", "threshold": "0.5"}, 422, "'threshold' must be a number"),
         ("diagnose", b'{"image": "A", "threshold": NaN}', 422, "'threshold' must be a number"),
-        ("diagnose", {"image": "A", "threshold": 3}, 422, "from 0.05 to 0.95"),
+        ("diagnose", {"image": "A", "threshold": 3}, 422, "from 0.05 to 1"),
         ("diagnose", {"image": "A", "overlay": "yes"}, 422, "'overlay' must be true or false"),
         ("refine", {"image": "A", "options": {"policy": "x", "candidates": 0, "colour": 1}}, 422, "'colour'"),
         ("refine", {"image": "A", "options": [1]}, 422, "options must be an object"),

@@ -29,7 +29,7 @@ def test_any_api_payload_parses_or_fails_clearly(payload):
         assert str(exc).startswith("HumanRefine") and "\n" not in str(exc)
     else:
         assert (
-            isinstance(args, ScriptArgs) and 0.05 <= args.threshold <= 0.95 and args.policy in ("all", "flagged", "off")
+            isinstance(args, ScriptArgs) and 0.05 <= args.threshold <= 1.0 and args.policy in ("all", "flagged", "off")
         )
 
 
@@ -55,7 +55,7 @@ def test_positional_and_dict_forms_agree():
     "payload, fragment",
     [
         ([True, "refine-everything"], "'policy' must be one of all, flagged, off"),
-        ([True, "all", 2.0], "'threshold' must be between 0.05 and 0.95"),
+        ([True, "all", 2.0], "'threshold' must be between 0.05 and 1"),
         ([1] * 11, "at most 10"),
         ({"enabled": True, "treshold": 0.3}, "unknown option(s) 'treshold'"),
         (["maybe"], "'enabled' must be true or false"),
@@ -80,11 +80,16 @@ def test_every_problem_is_reported_at_once_and_readable():
 
 def test_infotext_lists_only_non_defaults_readably():
     assert infotext_params(ScriptArgs(enabled=True)) == {}
-    assert infotext_params(ScriptArgs(enabled=True, threshold=0.3, faces=False), Settings(candidates=3)) == {
+    assert infotext_params(
+        ScriptArgs(enabled=True, threshold=0.3, sensitivity="threshold", faces=False), Settings(candidates=3)
+    ) == {
         "HumanRefine threshold": "0.3",
+        "HumanRefine sensitivity": "threshold",
         "HumanRefine faces": "False",
         "HumanRefine candidates": "3",
     }
+    # under a preset the slider's value is not used, so the infotext does not claim it
+    assert infotext_params(ScriptArgs(enabled=True, threshold=0.3)) == {}
 
 
 def test_request_options_take_script_options_and_per_request_settings():

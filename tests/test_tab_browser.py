@@ -137,6 +137,10 @@ def near(image: np.ndarray, colour, tolerance=40) -> int:
 def upload_and_diagnose(page, app):
     page.set_input_files("#humanrefine_image input[type=file]", str(app.input))
     wait_text(page, "#humanrefine_note", "seed 40")
+    # Diagnose sits right under the picture, in view without scrolling (the extra mask is folded away)
+    button = first(page, "#humanrefine_diagnose").bounding_box()
+    assert button["y"] + button["height"] <= page.viewport_size["height"], button
+    assert button["y"] < first(page, "#humanrefine_mask_accordion").bounding_box()["y"]
     first(page, "#humanrefine_diagnose").click()
     wait_text(page, "#humanrefine_verdict", r"2 parts")
     first(page, "#humanrefine_part_0").wait_for(state="visible")
@@ -289,7 +293,7 @@ def test_send_from_the_txt2img_gallery_then_diagnose_tick_and_refine_from_the_ke
                 return
         raise AssertionError(f"Tab never reached {selector}")
 
-    first(page, "#humanrefine_threshold input[type=number]").focus()
+    first(page, "#humanrefine_image").focus()
     tab_to("#humanrefine_diagnose")
     page.keyboard.press("Enter")
     wait_text(page, "#humanrefine_verdict", r"2 parts")
@@ -304,7 +308,8 @@ def test_a_drawn_mask_alone_is_refined_and_stop_ends_a_run(page, app, tmp_path):
     upload_and_diagnose(page, app)
     first(page, "#humanrefine_refine").click()
     wait_text(page, "#humanrefine_progress", "tick at least one part")
-    if tab_app.tab.gradio_major() >= 4:  # a plain mask upload outside a WebUI
+    if tab_app.tab.gradio_major() >= 4:  # a plain mask upload outside a WebUI, folded away until wanted
+        first(page, "#humanrefine_mask_accordion").get_by_text("Extra mask", exact=True).first.click()
         mask = np.zeros((600, 512), np.uint8)
         mask[470:560, 40:200] = 255  # the lower left corner
         Image.fromarray(mask).save(tmp_path / "mask.png")
@@ -353,10 +358,16 @@ def test_the_sensitivity_preset_or_the_slider_sets_the_threshold_the_diagnosis_u
         first(page, "#humanrefine_diagnose").click()
         wait_text(page, "#humanrefine_verdict", rf"\(threshold {expected}\)")
 
+    slider = first(page, "#humanrefine_threshold input[type=number]")
     upload_and_diagnose(page, app)  # balanced; the stand-in host's tab runs landmark signals only
     assert "(threshold 0.90)" in text(page, "#humanrefine_verdict")
+    assert slider.is_disabled() and float(slider.input_value()) == 0.9  # the preset's own threshold, greyed
     diagnose_with("strict", "0.70")
-    first(page, "#humanrefine_threshold input[type=number]").fill("0.3")
-    first(page, "#humanrefine_threshold input[type=number]").press("Enter")
-    diagnose_with("relaxed", "1.00")  # a preset ignores the slider
+    assert slider.is_disabled() and float(slider.input_value()) == 0.7  # follows the preset
+    first(page, "#humanrefine_sensitivity").locator("label", has_text="threshold").click()
+    page.wait_for_function("() => !document.querySelector('#humanrefine_threshold input[type=number]').disabled")
+    slider.fill("0.3")
+    slider.press("Enter")
     diagnose_with("threshold", "0.30")
+    diagnose_with("relaxed", "1.00")  # a preset's threshold, not the slider's 0.3
+    assert slider.is_disabled() and float(slider.input_value()) == 1.0

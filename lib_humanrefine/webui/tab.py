@@ -27,12 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from .. import infotext
-from ..options import SCRIPT_OPTIONS, ScriptArgs, Settings
+from ..options import SCRIPT_OPTION, ScriptArgs, Settings
 from . import session as sessions
-from .ui import option_component
+from .ui import follow_sensitivity, option_component, threshold_state
 
 TAB_ID = "humanrefine"
-SCRIPT_OPTION = {option.key: option for option in SCRIPT_OPTIONS}
 TITLE = "HumanRefine"
 MAX_PARTS = sessions.MAX_PARTS
 GALLERY_TABS = ("txt2img", "img2img")
@@ -268,8 +267,16 @@ def build(backend: Backend):
         with gr.Row(elem_id="humanrefine_top"):
             with gr.Column(elem_id="humanrefine_input_column"):
                 image = image_input(gr, label="Image", elem_id="humanrefine_image")
+                diagnose = gr.Button("Diagnose", variant="primary", elem_id="humanrefine_diagnose")
                 note = gr.Markdown("Drop or paste an image, or send one from txt2img / img2img.",
                                    elem_id="humanrefine_note")  # fmt: skip
+                # The accordion's two options, in its order: the sensitivity's help names "the slider above";
+                # the slider follows the sensitivity, greyed under a preset with the preset's threshold.
+                learned = lambda: backend.settings().learned  # noqa: E731
+                starting = threshold_state(SCRIPT_OPTION["sensitivity"].default, learned())
+                threshold = option_component(gr, SCRIPT_OPTION["threshold"], "humanrefine_threshold", **starting)
+                sensitivity = option_component(gr, SCRIPT_OPTION["sensitivity"], "humanrefine_sensitivity")
+                follow_sensitivity(gr, sensitivity, threshold, learned)
                 with gr.Accordion("Generation parameters", open=False, elem_id="humanrefine_parameters"):
                     prompt = gr.Textbox(label="Prompt", lines=2, elem_id="humanrefine_prompt")
                     negative = gr.Textbox(label="Negative prompt", lines=2, elem_id="humanrefine_negative")
@@ -281,14 +288,13 @@ def build(backend: Backend):
                         sampler = gr.Textbox(label="Sampler", value="", elem_id="humanrefine_sampler")
                         scheduler = gr.Textbox(label="Schedule type", value="", elem_id="humanrefine_scheduler")
                     raw = gr.Textbox(label="Infotext", lines=3, interactive=False, elem_id="humanrefine_infotext")
-                with gr.Accordion("Extra mask", open=True, elem_id="humanrefine_mask_accordion"):
+                # Folded away until wanted, except gradio 3's sketch tool: a picture copied into it while
+                # folded leaves its canvas without a size (nothing can be drawn).
+                sketch = backend.mask_editor == "sketch" and major < 4
+                with gr.Accordion("Extra mask", open=sketch, elem_id="humanrefine_mask_accordion"):
                     mask_value, mask_target = mask_editor(gr, backend.mask_editor, major)
                     mask_strength = gr.Slider(0.05, 1.0, value=0.5, step=0.05, label="Strength of the drawn area",
                                               elem_id="humanrefine_mask_strength")  # fmt: skip
-                # The accordion's two options, in its order: the sensitivity's help names "the slider above".
-                threshold = option_component(gr, SCRIPT_OPTION["threshold"], "humanrefine_threshold")
-                sensitivity = option_component(gr, SCRIPT_OPTION["sensitivity"], "humanrefine_sensitivity")
-                diagnose = gr.Button("Diagnose", variant="primary", elem_id="humanrefine_diagnose")
             with gr.Column(elem_id="humanrefine_diagnosis_column"):
                 overlay = gr.Image(label="Diagnosis", type="numpy", interactive=False, height=HEIGHT,
                                    elem_id="humanrefine_overlay")  # fmt: skip

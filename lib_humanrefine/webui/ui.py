@@ -6,14 +6,16 @@ from __future__ import annotations
 
 from itertools import groupby
 
-from ..options import AUTOMATIC, INFOTEXT_KEY, SCRIPT_OPTIONS, Option, pasted_value
+from ..options import AUTOMATIC, INFOTEXT_KEY, SCRIPT_OPTION, SCRIPT_OPTIONS, Option, pasted_value
 
 
-def option_component(gr, option: Option, elem_id: str):
-    """The gradio component of one option: label, default, help, choices and range from the schema."""
+def option_component(gr, option: Option, elem_id: str, **overrides):
+    """The gradio component of one option: label, default, help, choices and range from the schema
+    (``overrides``: other constructor arguments, e.g. the threshold slider's starting state)."""
     common = {"label": option.label, "value": option.default, "elem_id": elem_id}
     if option.help:
         common["info"] = option.help
+    common.update(overrides)
     if option.kind == "bool":
         return gr.Checkbox(**common)
     if option.kind == "choice":
@@ -21,6 +23,25 @@ def option_component(gr, option: Option, elem_id: str):
     if option.kind in ("float", "int"):
         return gr.Slider(minimum=option.minimum, maximum=option.maximum, step=option.step, **common)
     raise AssertionError(option.kind)
+
+
+def threshold_state(sensitivity: str, learned: bool) -> dict:
+    """The threshold slider as the sensitivity leaves it: under a preset greyed out, showing the
+    threshold the preset stands for (the learned heads' or, without the learned check, the landmark
+    signals' own); under "threshold" free to move, from where it was."""
+    if sensitivity == "threshold":
+        return {"interactive": True}
+    from ..learned import sensitivity_threshold
+
+    return {"value": round(sensitivity_threshold(sensitivity, learned), 3), "interactive": False}
+
+
+def follow_sensitivity(gr, sensitivity, threshold, learned) -> None:
+    """Keep ``threshold`` (a slider) showing what ``sensitivity`` (a radio) decides;
+    ``learned()`` says whether the learned check is on."""
+    sensitivity.change(
+        fn=lambda value: gr.update(**threshold_state(value, learned())), inputs=[sensitivity], outputs=[threshold]
+    )
 
 
 def paste_field(option: Option):
@@ -36,14 +57,16 @@ def paste_field(option: Option):
     return read
 
 
-def build(is_img2img: bool):
-    """Components in SCRIPT_OPTIONS order, and the ``infotext_fields`` pairs for pasting."""
+def build(is_img2img: bool, learned=lambda: True):
+    """Components in SCRIPT_OPTIONS order, and the ``infotext_fields`` pairs for pasting. The
+    threshold slider follows the sensitivity (``learned()``: whether the learned check is on)."""
     import gradio as gr
 
     tab = "img2img" if is_img2img else "txt2img"
+    starting = {"threshold": threshold_state(SCRIPT_OPTION["sensitivity"].default, learned())}
 
     def component(option: Option):
-        return option_component(gr, option, f"humanrefine_{tab}_{option.key}")
+        return option_component(gr, option, f"humanrefine_{tab}_{option.key}", **starting.get(option.key, {}))
 
     components = []
     with gr.Accordion("HumanRefine", open=False, elem_id=f"humanrefine_{tab}_accordion", elem_classes=["humanrefine"]):
@@ -53,6 +76,8 @@ def build(is_img2img: bool):
                     components += [component(option) for option in options]
             else:
                 components += [component(option) for option in options]
+    by_key = dict(zip((o.key for o in SCRIPT_OPTIONS), components))
+    follow_sensitivity(gr, by_key["sensitivity"], by_key["threshold"], learned)
     enabled = components[0]
     infotext_fields = [(enabled, lambda params: INFOTEXT_KEY in params)]
     for option, component in zip(SCRIPT_OPTIONS, components):
