@@ -265,7 +265,7 @@ def test_a_real_ctrl_c_in_a_fresh_process(models_ready, tmp_path, astronaut):
         pytest.skip("SIGINT is POSIX")
     folder = tmp_path / "in"
     folder.mkdir()
-    for i in range(20):
+    for i in range(80):  # enough that a busy machine cannot finish them all before the signal lands
         Image.fromarray(astronaut[:, ::-1] if i % 2 else astronaut).save(folder / f"{i:02d}.png")
     out = tmp_path / "out"
     process = subprocess.Popen(
@@ -279,5 +279,5 @@ def test_a_real_ctrl_c_in_a_fresh_process(models_ready, tmp_path, astronaut):
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130 and "Traceback" not in err and "interrupted after" in err
     report = strict_json(out / "report.json")
-    assert report["complete"] is False and 1 <= len(report["images"]) < 20 and leftovers(out) == []
+    assert report["complete"] is False and 1 <= len(report["images"]) < 80 and leftovers(out) == []
     assert {e["overlay"] for e in report["images"]} <= {p.name for p in out.glob("*_overlay.png")}

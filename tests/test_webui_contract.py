@@ -267,6 +267,17 @@ def test_ui_uses_only_arguments_gradio3_and_4_share_and_pastes_back(webui):
     values = [fields[id(c)](pasted) for c in components]
     assert values == [True, "flagged", 0.5, "balanced", False, True, True, 0.5, 0.35, 0.6]  # missing: defaults
     assert [fields[id(c)]({"Steps": "20"}) for c in components] == [False] + [None] * 9  # not ours: keep
+    # The threshold slider follows the sensitivity: greyed under a preset with the preset's threshold.
+    from lib_humanrefine.learned import sensitivity_threshold
+    from lib_humanrefine.webui import current_settings
+
+    learned = current_settings().learned  # the settings page's learned check: the learned or landmark presets
+    threshold, sensitivity = components[2], components[3]
+    assert threshold.interactive is False and threshold.value == round(sensitivity_threshold("balanced", learned), 3)
+    ((event, wiring),) = sensitivity.events
+    assert event == "change" and wiring["inputs"] == [sensitivity] and wiring["outputs"] == [threshold]
+    assert wiring["fn"]("strict") == {"value": round(sensitivity_threshold("strict", learned), 3), "interactive": False}
+    assert wiring["fn"]("threshold") == {"interactive": True}
 
 
 def test_missing_litert_runtime_is_reported_in_one_line(monkeypatch):

@@ -412,7 +412,8 @@ def load_script(env, models_dir):
     return env
 
 
-GRADIO_SHARED_KWARGS = {"label", "value", "elem_id", "info", "choices", "minimum", "maximum", "step"}
+GRADIO_SHARED_KWARGS = {"label", "value", "elem_id", "info", "choices", "minimum", "maximum", "step", "interactive"}
+EVENT_KWARGS = {"fn", "inputs", "outputs"}  # what .change() takes in both
 
 
 def gradio_stand_in():
@@ -423,11 +424,19 @@ def gradio_stand_in():
     def component(kind):
         def make(**kwargs):
             assert set(kwargs) <= GRADIO_SHARED_KWARGS, kwargs
-            made = SimpleNamespace(kind=kind, **kwargs)
+            made = SimpleNamespace(kind=kind, events=[], **kwargs)
+
+            def change(**event):
+                assert set(event) <= EVENT_KWARGS, event
+                made.events.append(("change", event))
+
+            made.change = change
             gr.made.append(made)
             return made
 
         return make
+
+    gr.update = lambda **kwargs: kwargs  # gradio 3.41 and 4.x both have it (a dict of what changes)
 
     class Block:
         def __init__(self, *args, **kwargs):
