@@ -174,11 +174,9 @@ def plan_options_for(p, args: ScriptArgs, settings: Settings, index: int):
 
     model = "sd15"
     try:
-        from modules import shared  # type: ignore[import-not-found]
+        from ..hosts.webui import current_family
 
-        from ..hosts.webui import is_sdxl_like
-
-        model = "sdxl" if is_sdxl_like(shared.sd_model) else "sd15"
+        model = current_family().key
     except ImportError:
         pass
     prompt = _pick(getattr(p, "all_prompts", None), index, getattr(p, "prompt", "") or "")
@@ -280,6 +278,7 @@ def refine_image(p, state: JobState, pp, args: ScriptArgs, array, initial, index
             threshold=args.threshold, tta=state.settings.tta, verify=state.settings.verify,
             learned=state.settings.learned,
         )  # fmt: skip
+        state.host.begin_image()
         with keep_params_txt():
             result = refine(
                 array, state.host, plan_options_for(p, args, state.settings, index), options,
@@ -296,7 +295,10 @@ def refine_image(p, state: JobState, pp, args: ScriptArgs, array, initial, index
                 state.host.after_image(p, last_in_batch)
             except Exception as exc:
                 log(f"could not restore the outer job's ControlNet: {exc.__class__.__name__}: {exc}")
-    state.results[key] = result.summary() + (f"; {not_saved}" if not_saved else "")
+    # what the passes of this image ran without (a control with no model for this checkpoint, a model
+    # without ControlNet), with what to download: in the infotext, not only in the console
+    left_out = list(getattr(state.host, "image_notes", None) or [])
+    state.results[key] = "; ".join([result.summary(), *left_out, *([not_saved] if not_saved else [])])
     log(f"image {index + 1}: {state.results[key]}")
     if result.changed.any():
         from PIL import Image
@@ -351,6 +353,11 @@ def write_report_beside(params, report: dict) -> None:
     write_json(os.path.splitext(filename)[0] + ".humanrefine.json", report)
 
 
+def refresh_choices() -> None:
+    """The settings page's refresh button beside a ControlNet model picker: its choices are read
+    from the host (and the loaded checkpoint) each time they are built, so nothing to reload."""
+
+
 def register_settings() -> None:
     """``on_ui_settings`` callback: the options in ``SETTINGS`` on the settings page."""
     from modules import shared  # type: ignore[import-not-found]
@@ -361,7 +368,7 @@ def register_settings() -> None:
         component, component_args = setting_component(option)
         info = shared.OptionInfo(
             option.default, option.label, component, component_args, section=SETTINGS_SECTION,
-            infotext=option.infotext,
+            infotext=option.infotext, refresh=refresh_choices if option.kind == "text" else None,
         )  # fmt: skip
         shared.opts.add_option(option.key, info)
 

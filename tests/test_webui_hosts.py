@@ -1,0 +1,224 @@
+"""Where users are (issue 29): SDXL-family checkpoints, models without ControlNet, Forge Neo's API
+differences and ADetailer beside HumanRefine, through the WebUI glue with stand-ins of the hosts
+(tests/webui_stand_ins.py) and of the loaded model as each host leaves it (tests/model_stand_ins.py).
+The lab (../shared/lab) runs the same paths in the real hosts."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import model_stand_ins as models
+import numpy as np
+import pytest
+import webui_stand_ins as stand_ins
+from PIL import Image
+from test_webui_contract import infotext
+
+from lib_humanrefine.hosts.base import Control
+from lib_humanrefine.hosts.families import FAMILIES
+
+SD15_MODELS = ("control_v11f1p_sd15_depth [cf3f2f5a]", "control_v11p_sd15_openpose [cab727d4]")
+XL_DEPTH, UNION = "diffusers_xl_depth_mid [0b666080]", "controlnet-union-sdxl-1.0-promax [7fbcaa6a]"
+ALL_MODELS = (*SD15_MODELS, XL_DEPTH, UNION)
+
+
+@pytest.fixture
+def webui(monkeypatch, tmp_path, models_ready):
+    """``webui(flavour, sd_model, models)``: stand-ins installed, scripts/humanrefine.py loaded;
+    verification off so the stand-in's shifted pixels count as a fix."""
+
+    def make(flavour="a1111", sd_model=None, cn_models=ALL_MODELS, **kwargs):
+        env = stand_ins.install(monkeypatch, tmp_path, flavour, cn_models, sd_model=sd_model, **kwargs)
+        env = stand_ins.load_script(env, models_ready)
+        env.shared.opts.humanrefine_verify = False
+        return env
+
+    yield make
+    from lib_humanrefine import models as registry
+
+    registry.set_models_dir(None)
+
+
+@pytest.fixture(scope="module")
+def hands_image(shared_data):
+    """A photo with two hands, a face and a body (skips without ../shared/data)."""
+    from lib_humanrefine.images import load_image
+
+    return load_image(shared_data / "real" / "hamer_test1.jpg")
+
+
+def run(env, image, p=None, args=(True,)):
+    """process -> per image postprocess_image_after_composite -> postprocess; (image, result line)."""
+    p = p or stand_ins.make_p()
+    env.script.process(p, *args)
+    pp = SimpleNamespace(image=Image.fromarray(image), index=0)
+    env.script.postprocess_image_after_composite(p, pp, *args)
+    env.script.postprocess(p, SimpleNamespace(images=[pp.image], infotexts=[""]), *args)
+    return pp.image, infotext(p, 0, "HumanRefine result")
+
+
+def all_units(env):
+    return [u for one in env.rec.passes for u in one.units]
+
+
+# --- SDXL ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flavour", "sd_model"),
+    [
+        ("a1111", models.a1111_model("sdxl")),
+        ("forge", models.forge_model("sdxl")),
+        ("neo", models.neo_model("sdxl")),
+        ("a1111", models.classic_model("sdxl")),
+    ],  # fmt: skip
+    ids=["a1111", "forge", "neo", "classic"],
+)
+def test_an_sdxl_checkpoint_gets_native_1024_crops_and_no_sd15_controlnet(webui, astronaut, flavour, sd_model):
+    env = webui(flavour, sd_model)
+    out, result = run(env, astronaut)
+    face, seam = env.rec.passes
+    assert max(face.p.width, face.p.height) == 1024 and (seam.p.width, seam.p.height) == (face.p.width, face.p.height)
+    assert face.p.init_images[0].size == (face.p.width, face.p.height)
+    assert [u.module for u in face.units] == ["reference_only"]  # faces: reference only, on SDXL too
+    assert result == "P1 face fixed (not verified)"
+    assert not any("sd15" in u.model for u in all_units(env))
+
+
+def test_sdxl_hands_get_the_sdxl_depth_model_and_bodies_the_union_model_with_its_control_type(webui, hands_image):
+    env = webui("a1111", models.a1111_model("sdxl"))
+    run(env, hands_image, args=(True, "all", 0.5, "threshold", True, False, False))
+    part, seam = env.rec.passes[:2]
+    assert max(part.p.width, part.p.height) == 1024
+    assert [(u.module, u.model) for u in part.units] == [("none", XL_DEPTH), ("reference_only", "None")]
+    assert part.units[0].union_control_type == "Unknown" and part.units[0].ignored == []
+    assert seam.units == []
+    env.rec.passes.clear()
+    env.shared.opts.humanrefine_depth_model = f"{UNION} (for SDXL, union)"  # as the settings picker stores it
+    run(env, hands_image, args=(True, "all", 0.5, "threshold", True, False, False))
+    depth = env.rec.passes[0].units[0]
+    assert (depth.model, depth.union_control_type, depth.ignored) == (UNION, "Depth", [])
+
+
+def test_the_union_control_type_reaches_sd_webui_controlnet_and_forge_says_it_has_none(webui, capsys):
+    from lib_humanrefine.hosts.controlnet import find_controlnet
+
+    depth = Control("depth", 0.6, image=np.full((64, 48), 200, np.uint8))
+    pose = Control("openpose", 1.0, image=np.full((64, 48, 3), 90, np.uint8))
+    webui("a1111", models.a1111_model("sdxl"), cn_models=(*SD15_MODELS, UNION))
+    bridge = find_controlnet(None)
+    units = [bridge.make_unit(s) for s in bridge.units_for([depth, pose], FAMILIES["sdxl"], {})]
+    assert [(u.model, u.union_control_type) for u in units] == [(UNION, "Depth"), (UNION, "OpenPose")]
+    assert isinstance(units[0], stand_ins.ControlNetUnitA1111) and units[0].image.shape == (64, 48, 3)
+    webui("forge", models.forge_model("sdxl"), cn_models=(*SD15_MODELS, UNION))
+    bridge = find_controlnet(None)
+    units = [bridge.make_unit(s) for s in bridge.units_for([depth], FAMILIES["sdxl"], {})]
+    assert [(type(u), u.model) for u in units] == [(stand_ins.ControlNetUnitForge, UNION)]
+    assert f"{UNION}: this ControlNet has no union control type; the union model runs without one" in bridge.notes
+
+
+def test_without_an_sdxl_model_the_infotext_says_which_to_download_and_where(webui, hands_image, tmp_path, capsys):
+    env = webui("a1111", models.a1111_model("sdxl"), cn_models=SD15_MODELS)
+    _out, result = run(env, hands_image, args=(True, "all", 0.5, "threshold", True, False, False))
+    assert [u.module for u in all_units(env)] == ["reference_only", "reference_only"]  # two hands, no depth
+    folder = tmp_path / "models" / "ControlNet"
+    assert result.endswith(
+        "; no SDXL depth ControlNet: download diffusers_xl_depth_mid.safetensors from huggingface.co/lllyasviel/"
+        "sd_control_collection or diffusion_pytorch_model_promax.safetensors from huggingface.co/xinsir/"
+        f"controlnet-union-sdxl-1.0 into {folder}"
+    )
+    err = capsys.readouterr().err
+    assert "control_v11f1p_sd15_depth [cf3f2f5a] (for SD 1.5) cannot run with it" in err
+    assert "model: SDXL (DiffusionEngine), native size 1024 px" in err
+
+
+def test_an_unhinted_model_file_is_placed_by_its_header(webui, hands_image, tmp_path):
+    """A name that says nothing ("my_depth"): the SDXL depth file's header makes it the SDXL depth model;
+    an SD 1.5 file under an unhinted name is never used for SDXL."""
+    from test_families import ADM, HINT, write_header
+
+    xl = write_header(tmp_path / "my_depth.safetensors", {HINT: (16, 3, 3, 3), ADM: (1280, 2816)})
+    env = webui("forge", models.forge_model("sdxl"), cn_models=("None_depth_a [1]", "my_depth [2]"),
+                model_paths={"my_depth [2]": xl})  # fmt: skip
+    run(env, hands_image, args=(True, "all", 0.5, "threshold", True, False, False))
+    assert env.rec.passes[0].units[0].model == "my_depth [2]"
+
+
+# --- models without ControlNet -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flavour", "sd_model", "label", "native"),
+    [
+        ("forge", models.forge_model("flux"), "Flux", 1024),
+        ("forge", models.forge_model("chroma"), "Chroma", 1024),
+        ("forge", models.forge_model("sd3"), "SD 3", 1024),
+        ("a1111", models.a1111_model("sd3"), "SD 3", 1024),
+        ("neo", models.neo_model("flux"), "Flux", 1024),
+        ("neo", models.neo_model("zimage"), "Z-Image", 1024),
+        ("neo", models.neo_model("lumina2"), "Lumina 2", 1024),
+        ("neo", models.neo_model("qwen"), "Qwen-Image", 1328),
+        ("neo", models.neo_model("wan"), "Wan", 1024),
+    ],
+    ids=lambda v: v if isinstance(v, str) else type(v).__name__,
+)
+def test_models_without_controlnet_inpaint_plainly_at_their_native_size_and_say_so(
+    webui, astronaut, capsys, flavour, sd_model, label, native
+):
+    env = webui(flavour, sd_model)
+    out, result = run(env, astronaut)
+    assert [one.p.scripts for one in env.rec.passes] == [None, None]  # no ControlNet, no reference
+    assert all(one.units == [] for one in env.rec.passes)
+    face = env.rec.passes[0].p
+    assert max(face.width, face.height) == native
+    assert (
+        result
+        == f"P1 face fixed (not verified); no ControlNet for this model ({label}): plain inpainting, no reference"
+    )
+    assert not np.array_equal(np.asarray(out), astronaut)
+    assert f"no ControlNet for this model ({label})" in capsys.readouterr().err
+
+
+# --- Forge Neo -------------------------------------------------------------------------------------
+
+
+def test_neo_lists_models_without_hash_and_takes_its_own_unit_dataclass(webui, hands_image):
+    env = webui("neo", models.neo_model("sd1"), cn_models=("control_v11f1p_sd15_depth", "diffusers_xl_depth_mid"))
+    run(env, hands_image, args=(True, "all", 0.5, "threshold", True, False, False))
+    part = env.rec.passes[0]
+    depth, reference = part.units
+    assert isinstance(depth, stand_ins.ControlNetUnitNeo) and depth.model == "control_v11f1p_sd15_depth"
+    assert depth.module == "None" and isinstance(depth.image, np.ndarray) and depth.image.ndim == 3
+    assert (reference.module, reference.model) == ("reference_only", "None")
+    assert len(part.units) == 2  # Neo's script slot: ours alone, padded to at least one
+
+
+def test_neo_postprocess_image_args_carry_an_index_which_is_not_the_infotext_key(webui, astronaut):
+    """Neo (and Forge) pass PostprocessImageArgs(image, index) with index counting across batches;
+    create_infotext is called with the batch position: the summaries follow p.batch_index."""
+    env = webui("neo", models.neo_model("sd1"))
+    p = stand_ins.make_p(seeds=[3, 4], n_iter=2)
+    env.script.process(p, True)
+    for iteration in range(2):
+        p.iteration, p.batch_index = iteration, 0
+        pp = SimpleNamespace(image=Image.fromarray(astronaut), index=iteration)  # Neo: a global index
+        env.script.postprocess_image_after_composite(p, pp, True)
+    assert infotext(p, 0, "HumanRefine result") == "P1 face fixed (not verified)"
+
+
+# --- settings ------------------------------------------------------------------------------------
+
+
+def test_the_settings_pickers_say_which_family_each_model_is_for_loaded_family_first(webui):
+    from lib_humanrefine.webui.ui import controlnet_model_choices
+
+    webui("a1111", models.a1111_model("sdxl"))
+    assert controlnet_model_choices() == [
+        "Automatic", "None", f"{UNION} (for SDXL, union)", f"{XL_DEPTH} (for SDXL)",
+        f"{SD15_MODELS[0]} (for SD 1.5)", f"{SD15_MODELS[1]} (for SD 1.5)",
+    ]  # fmt: skip
+    webui("neo", models.neo_model("sd1"), cn_models=("diffusers_xl_depth_mid", "control_v11p_sd15_openpose"))
+    assert controlnet_model_choices()[2:] == [
+        "control_v11p_sd15_openpose (for SD 1.5)",
+        "diffusers_xl_depth_mid (for SDXL)",
+    ]
