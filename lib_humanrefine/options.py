@@ -97,6 +97,9 @@ SETTINGS: tuple[Option, ...] = (
            "family is never used)", AUTOMATIC, "text", per_request=True),
     Option("humanrefine_pose_model", "ControlNet model for OpenPose (Automatic: an OpenPose model, else a union "
            "model, made for the loaded checkpoint's family)", AUTOMATIC, "text", per_request=True),
+    Option("humanrefine_leave_to_adetailer", "Beside ADetailer: leave it the parts it inpaints in the same job "
+           "(faces with a face model, hands with a hand model, bodies with a person model); off = refine them again",
+           True, "bool"),
     Option("humanrefine_save_before", "Save each image before refinement too (suffix -before-humanrefine)", False,
            "bool"),
     Option("humanrefine_save_report", "Save the report (.json) beside each saved image", False, "bool"),
@@ -137,6 +140,7 @@ class Settings:
     part_resolution: int = 0
     depth_model: str = AUTOMATIC
     pose_model: str = AUTOMATIC
+    leave_to_adetailer: bool = True
     save_before: bool = False
     save_report: bool = False
     show_overlay: bool = False

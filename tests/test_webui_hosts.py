@@ -5,6 +5,7 @@ The lab (../shared/lab) runs the same paths in the real hosts."""
 
 from __future__ import annotations
 
+import copy
 from types import SimpleNamespace
 
 import model_stand_ins as models
@@ -204,6 +205,140 @@ def test_neo_postprocess_image_args_carry_an_index_which_is_not_the_infotext_key
         pp = SimpleNamespace(image=Image.fromarray(astronaut), index=iteration)  # Neo: a global index
         env.script.postprocess_image_after_composite(p, pp, True)
     assert infotext(p, 0, "HumanRefine result") == "P1 face fixed (not verified)"
+
+
+# --- ADetailer beside HumanRefine --------------------------------------------------------------------
+
+
+class ADetailerStandIn(stand_ins.Script):
+    """What !adetailer.py does to the job (ADetailer 25.3.0, scripts/!adetailer.py): title "ADetailer";
+    ``process`` writes its infotext keys; ``postprocess_image`` (before the composite, so before
+    HumanRefine's after-composite hook) inpaints each detected face through its own img2img pass marked
+    ``_ad_inner`` whose scripts exclude HumanRefine; with batch index 0 it calls every script's
+    ``postprocess`` on ``copy(p)`` and after the batch's last image every script's ``process`` on
+    ``copy(p)`` (to hook ControlNet again)."""
+
+    def __init__(self, box=(180, 60, 300, 220)):
+        super().__init__()
+        self.box = box
+        self.inner = []
+
+    def title(self):
+        return "ADetailer"
+
+    def process(self, p, *args):
+        if getattr(p, "_ad_disabled", False):
+            return
+        if not (args and args[0] is not False and any(isinstance(a, dict) and a.get("ad_model") != "None"
+                                                       for a in args)):  # fmt: skip
+            p._ad_disabled = True
+            return
+        p.extra_generation_params.update({"ADetailer model": args[2]["ad_model"], "ADetailer version": "25.3.0"})
+
+    def postprocess_image(self, p, pp, *args):
+        if getattr(p, "_ad_disabled", False):
+            return
+        if p.batch_index == 0:
+            p.scripts.postprocess(copy.copy(p), SimpleNamespace(images=[], infotexts=[]))
+        inner = SimpleNamespace(_ad_inner=True, _ad_disabled=True, extra_generation_params={
+            k: v for k, v in p.extra_generation_params.items() if not callable(v)})  # fmt: skip
+        self.inner.append(inner)
+        image = np.asarray(pp.image).copy()
+        face_model = "face" in args[2]["ad_model"]
+        x0, y0, x1, y1 = self.box if face_model else (0, 0, 40, 40)  # (stands in for what it detects)
+        image[y0:y1, x0:x1] = 255 - image[y0:y1, x0:x1]  # its repaint of the face
+        pp.image = Image.fromarray(image)
+        if p.batch_index == p.batch_size - 1:
+            p.scripts.process(copy.copy(p))
+
+
+class Runner:
+    """modules/scripts.py ScriptRunner: each always-on script gets its slice of p.script_args."""
+
+    def __init__(self, *scripts):
+        self.alwayson_scripts = list(scripts)
+
+    def process(self, p):
+        for script in self.alwayson_scripts:
+            script.process(p, *p.script_args[script.args_from : script.args_to])
+
+    def postprocess(self, p, processed):
+        for script in self.alwayson_scripts:
+            if hasattr(script, "postprocess"):  # (ScriptRunner.ordered_scripts: only scripts that implement it)
+                script.postprocess(p, processed, *p.script_args[script.args_from : script.args_to])
+
+
+def adetailer_job(env, images, ad_args, hr_args=(True,), prompts=("a photo of an astronaut",)):
+    """A job with ADetailer (first, as "!adetailer.py" sorts) and HumanRefine, run hook by hook like
+    process_images_inner: process; per image postprocess_image (ADetailer), then
+    postprocess_image_after_composite (HumanRefine) and the infotext; postprocess."""
+    ad = ADetailerStandIn()
+    ad.args_from, ad.args_to = 0, len(ad_args)
+    env.script.args_from, env.script.args_to = len(ad_args), len(ad_args) + len(hr_args)
+    p = stand_ins.make_p(prompts=prompts, seeds=[5, 6], batch_size=len(images), n_iter=1,
+                         script_args=[*ad_args, *hr_args])  # fmt: skip
+    p.scripts = Runner(ad, env.script)
+    p.scripts.process(p)
+    out = []
+    for i, image in enumerate(images):
+        p.batch_index = i
+        pp = SimpleNamespace(image=Image.fromarray(image))
+        ad.postprocess_image(p, pp, *ad_args)
+        env.script.postprocess_image_after_composite(p, pp, *hr_args)
+        out.append((np.asarray(pp.image), infotext(p, i), infotext(p, i, "HumanRefine result")))
+    p.scripts.postprocess(p, SimpleNamespace(images=[o[0] for o in out], infotexts=[""] * len(out)))
+    return p, ad, out
+
+
+AD_FACE = [True, False, {"ad_model": "mediapipe_face_full", "ad_tab_enable": True}, {"ad_model": "None"}]
+
+
+def test_beside_adetailer_faces_are_left_to_it_and_every_image_keeps_both_infotexts(webui, astronaut, capsys):
+    env = webui("a1111")
+    p, ad, out = adetailer_job(env, [astronaut, astronaut], AD_FACE)
+    assert env.rec.passes == []  # the only part is a face: ADetailer's
+    for image, summary, result in out:
+        assert summary.split()[0] in ("ok", "suspect")  # diagnosed after ADetailer's repaint
+        assert result == "nothing to fix; faces left to ADetailer"
+        assert not np.array_equal(image, astronaut)  # ADetailer's repaint is kept
+    assert p.extra_generation_params["ADetailer model"] == "mediapipe_face_full"
+    assert all("HumanRefine" not in inner.extra_generation_params for inner in ad.inner)
+    assert "ADetailer inpaints faces in this job" in capsys.readouterr().err
+
+
+def test_adetailer_rerunning_process_on_a_copy_of_the_job_does_not_start_a_second_job(webui, astronaut):
+    """Before the fix, ADetailer's process(copy(p)) after the batch's last image made a new JobState
+    write its own (empty) infotext callables into the shared extra_generation_params: the last
+    image of every batch lost its HumanRefine lines."""
+    env = webui("a1111")
+    p, _ad, out = adetailer_job(env, [astronaut, astronaut], AD_FACE, prompts=["astronaut <humanrefine:faces>"])
+    assert len(env.script._jobs) == 0  # the job ended; no job was left open for the copy
+    # the prompt names faces: refined all the same (on ADetailer's repaint, where no pose links it to a person)
+    assert [o[2].endswith("face fixed (not verified)") for o in out] == [True, True]
+    assert len(env.rec.passes) == 4
+
+
+def test_adetailer_on_a_hand_model_leaves_hands_and_the_setting_turns_it_off(webui, astronaut):
+    env = webui("a1111")
+    ad_hands = [True, False, {"ad_model": "hand_yolov8n.pt"}]
+    _p, _ad, out = adetailer_job(env, [astronaut], ad_hands)
+    assert out[0][2] == "P1 face fixed (not verified); hands left to ADetailer"
+    env.rec.passes.clear()
+    env.shared.opts.humanrefine_leave_to_adetailer = False
+    _p, _ad, out = adetailer_job(env, [astronaut], AD_FACE)
+    assert out[0][2].endswith("face fixed (not verified)") and len(env.rec.passes) == 2  # refined after it
+    env.rec.passes.clear()
+    env.shared.opts.humanrefine_leave_to_adetailer = True
+    _p, _ad, out = adetailer_job(env, [astronaut], [False, False, {"ad_model": "face_yolov8n.pt"}])  # disabled
+    assert out[0][2] == "P1 face fixed (not verified)"
+
+
+def test_adetailers_inner_pass_is_not_a_job_even_when_it_runs_every_script(webui, astronaut):
+    env = webui("a1111")
+    inner = stand_ins.make_p()
+    inner._ad_inner = True  # ADetailer's own img2img pass (ad_only_selected_scripts off runs all scripts)
+    env.script.process(inner, True)
+    assert "HumanRefine" not in inner.extra_generation_params and env.script._jobs == {}
 
 
 # --- settings ------------------------------------------------------------------------------------
