@@ -118,6 +118,15 @@ def test_the_union_control_type_reaches_sd_webui_controlnet_and_forge_says_it_ha
     assert f"{UNION}: this ControlNet has no union control type; the union model runs without one" in bridge.notes
 
 
+def test_on_forge_the_console_and_report_say_the_union_model_runs_without_a_control_type(webui, hands_image, capsys):
+    env = webui("forge", models.forge_model("sdxl"), cn_models=(*SD15_MODELS, UNION))
+    run(env, hands_image, args=(True, "all", 0.5, "threshold", True, False, False))
+    depth = env.rec.passes[0].units[0]
+    assert depth.model == UNION and not hasattr(depth, "union_control_type")
+    said = f"{UNION}: this ControlNet has no union control type; the union model runs without one"
+    assert capsys.readouterr().err.count(said) == 1  # once per job, not per pass
+
+
 def test_without_an_sdxl_model_the_infotext_says_which_to_download_and_where(webui, hands_image, tmp_path, capsys):
     env = webui("a1111", models.a1111_model("sdxl"), cn_models=SD15_MODELS)
     _out, result = run(env, hands_image, args=(True, "all", 0.5, "threshold", True, False, False))
@@ -143,6 +152,20 @@ def test_an_unhinted_model_file_is_placed_by_its_header(webui, hands_image, tmp_
                 model_paths={"my_depth [2]": xl})  # fmt: skip
     run(env, hands_image, args=(True, "all", 0.5, "threshold", True, False, False))
     assert env.rec.passes[0].units[0].model == "my_depth [2]"
+
+
+def test_forge_loads_its_checkpoint_lazily_the_refine_route_plans_with_the_real_one(webui):
+    """Forge and Neo keep a FakeInitialModel in shared.sd_model until the first job; the refine route
+    and the tab plan before any pass runs, so they load the selected checkpoint first."""
+    from lib_humanrefine.hosts.webui import WebUIHost, current_family
+
+    env = webui("forge", models.forge_model("sdxl"), lazy=True)
+    assert type(env.shared.sd_model).__name__ == "FakeInitialModel"
+    assert current_family(load=False).key == "sd15" and env.rec.reloads == 0  # (the settings page: no load)
+    host = WebUIHost.standalone("Euler", "Automatic", {})
+    assert env.rec.reloads == 1 and host.family.key == "sdxl"
+    assert host.notes[:2] == ["model: SDXL (StableDiffusionXL), native size 1024 px", f"depth: {XL_DEPTH}"]
+    assert current_family().key == "sdxl"
 
 
 # --- models without ControlNet -------------------------------------------------------------------------

@@ -332,17 +332,19 @@ class Processed:
 
 def install(monkeypatch, tmp_path, flavour="a1111", models=("control_v11f1p_sd15_depth [cf3f2f5a]",
                                                             "control_v11p_sd15_openpose [cab727d4]"),
-            sd_model=None, model_paths=None):  # fmt: skip
+            sd_model=None, model_paths=None, lazy=False):  # fmt: skip
     """Put the stand-ins into sys.modules. ``flavour``: "a1111", "forge", "neo" or "none" (no ControlNet);
     ``sd_model``: the loaded model (tests/model_stand_ins.py; default: A1111's SD 1.5 flags);
-    ``model_paths``: listed ControlNet name -> file (the hosts' cn_models / controlnet_filename_dict)."""
+    ``model_paths``: listed ControlNet name -> file (the hosts' cn_models / controlnet_filename_dict);
+    ``lazy`` (Forge family): ``shared.sd_model`` is a ``FakeInitialModel`` until
+    ``sd_models.forge_model_reload()`` loads ``sd_model`` (its calls counted in ``rec.reloads``)."""
     UNET.hooked_by = None
     CN_FAULTS.rejects = {}
     rec = SimpleNamespace(passes=[], saved=[], before_pass=[], cn_faults=CN_FAULTS)
     modules = types.ModuleType("modules")
     mods = {name: types.ModuleType(f"modules.{name}") for name in (
         "scripts", "script_callbacks", "shared", "paths_internal", "paths", "processing", "devices", "images",
-        "extra_networks", "call_queue")}  # fmt: skip
+        "extra_networks", "call_queue", "sd_models")}  # fmt: skip
 
     scripts = mods["scripts"]
     scripts.AlwaysVisible = object()
@@ -363,6 +365,28 @@ def install(monkeypatch, tmp_path, flavour="a1111", models=("control_v11f1p_sd15
     shared.cmd_opts = SimpleNamespace(humanrefine_models_dir=None, api=True, api_auth=None, nowebui=False)
     shared.state = State()
     shared.sd_model = sd_model if sd_model is not None else SimpleNamespace(is_sd1=True, is_sdxl=False)
+    rec.reloads = 0
+    if flavour in ("forge", "neo"):  # modules/sd_models.py of the Forge family
+
+        class FakeInitialModel:
+            """sd_models.FakeInitialModel: what shared.sd_model is until the first job loads one."""
+
+            def __init__(self):
+                self.cond_stage_model = None
+                self.chunk_length = 75
+
+        selected = shared.sd_model
+        if lazy:
+            shared.sd_model = FakeInitialModel()
+
+        def forge_model_reload():
+            rec.reloads += 1
+            if shared.sd_model is not selected:
+                shared.sd_model = selected
+                return selected, True
+            return selected, False
+
+        mods["sd_models"].forge_model_reload = forge_model_reload
 
     mods["paths_internal"].models_path = str(tmp_path / "models")
     mods["paths"].data_path = str(tmp_path)

@@ -1,6 +1,9 @@
-"""ControlNet inside the WebUI hosts: find the installed integration, pick models by name, build
-units with our own control images (no preprocessor), and give a nested pass a ControlNet script
-of its own so the outer job's units and state never leak into it (and are restored after it).
+"""ControlNet inside the WebUI hosts: find the installed integration, pick models made for the
+loaded checkpoint's family (hosts/families.py: by file name, else by safetensors header; never a
+model of another family; a union model with its control type where the unit class has that
+field), build units with our own control images (no preprocessor), and give a nested pass a
+ControlNet script of its own so the outer job's units and state never leak into it (and are
+restored after it).
 
 Two integrations, feature-detected (never version-checked):
 

@@ -72,7 +72,7 @@ ENGINE_CLASSES = {
 
 def loaded_family(sd_model) -> Family:
     """The family of the WebUI's loaded model (``shared.sd_model``); SD 1.5 when nothing tells."""
-    if sd_model is None:
+    if sd_model is None or type(sd_model).__name__ == "FakeInitialModel":  # Forge before loading one
         return FAMILIES["sd15"]
     if getattr(sd_model, "is_sdxl", False) is True:
         return FAMILIES["sdxl"]

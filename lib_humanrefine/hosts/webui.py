@@ -66,10 +66,25 @@ def init_fields(cls) -> set[str] | None:
     return {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
-def current_family() -> Family:
-    """The family of the model the WebUI has loaded now (SD 1.5 before any is loaded)."""
+def ensure_model_loaded() -> None:
+    """The Forge family loads the selected checkpoint lazily: until the first job, ``shared.sd_model``
+    is a ``FakeInitialModel`` that tells no family. The refine route and the tab (which plan before
+    any nested pass runs) load it the way ``process_images`` does (``forge_model_reload``: nothing to
+    do when it is loaded). A1111 loads it on first access to ``shared.sd_model`` by itself."""
+    from modules import sd_models  # type: ignore[import-not-found]
+
+    reload = getattr(sd_models, "forge_model_reload", None)
+    if callable(reload):
+        reload()
+
+
+def current_family(load: bool = True) -> Family:
+    """The family of the model the WebUI has loaded (loading the selected one first on Forge when
+    ``load``; SD 1.5 when none is loaded)."""
     from modules import shared  # type: ignore[import-not-found]
 
+    if load:
+        ensure_model_loaded()
     return loaded_family(getattr(shared, "sd_model", None))
 
 
@@ -109,6 +124,7 @@ class WebUIHost:
 
     @classmethod
     def standalone(cls, sampler_name, scheduler, model_choices: dict[str, str]) -> WebUIHost:
+        ensure_model_loaded()  # the refine route and the tab may come before any job loaded it (Forge)
         notes: list[str] = []
         host = cls(PassSettings(sampler_name, scheduler), find_controlnet(None, notes), model_choices, notes=notes)
         host._check_controlnet()
@@ -199,6 +215,10 @@ class WebUIHost:
                 runner, script_args = self.controlnet.runner_for(specs)
                 nested = self.controlnet.nested()
                 used = ", ".join(_describe_unit(s) for s in specs) or "no units"
+                for note in self.controlnet.notes:  # e.g. a union model on a host without control types
+                    if note not in self.notes:
+                        self.notes.append(note)
+                        log(note)
                 for kind in sorted({c.kind for c in request.controls} & set(self.controlnet.missing)):
                     self._image_note(self.controlnet.missing[kind])
             except Exception as exc:  # the host's unit class changed: plain inpainting from now on

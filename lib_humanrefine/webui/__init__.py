@@ -225,7 +225,7 @@ def plan_options_for(p, args: ScriptArgs, settings: Settings, index: int):
     try:
         from ..hosts.webui import current_family
 
-        model = current_family().key
+        model = current_family(load=False).key  # (the job has loaded it)
     except ImportError:
         pass
     prompt = _pick(getattr(p, "all_prompts", None), index, getattr(p, "prompt", "") or "")

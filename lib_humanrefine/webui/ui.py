@@ -74,7 +74,7 @@ def controlnet_model_choices() -> list[str]:
 
         bridge = find_controlnet(None)
         models = bridge.models() if bridge else []
-        family = current_family().key
+        family = current_family(load=False).key  # (building the settings page must not load a checkpoint)
     except Exception:  # the settings page must open even if ControlNet is broken
         pass
     models = sorted(models, key=lambda m: (m.family != family, m.family or "~", m.name.lower()))
