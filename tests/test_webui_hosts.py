@@ -124,7 +124,9 @@ def test_on_forge_the_console_and_report_say_the_union_model_runs_without_a_cont
     depth = env.rec.passes[0].units[0]
     assert depth.model == UNION and not hasattr(depth, "union_control_type")
     said = f"{UNION}: this ControlNet has no union control type; the union model runs without one"
-    assert capsys.readouterr().err.count(said) == 1  # once per job, not per pass
+    err = capsys.readouterr().err
+    assert err.count(said) == 1  # once per job, not per pass
+    assert f"controls: None/{UNION}@0.55, reference_only/None@1" in err  # no "(Depth)": none was set
 
 
 def test_without_an_sdxl_model_the_infotext_says_which_to_download_and_where(webui, hands_image, tmp_path, capsys):

@@ -177,6 +177,9 @@ class ControlNetBridge:
                         self.missing[control.kind] = pick.missing
                     continue
                 model, control_type = pick.model.name, pick.control_type
+                if control_type and "union_control_type" not in (unit_fields(self.external_code.ControlNetUnit) or ()):
+                    self.note(f"{model}: this ControlNet has no union control type; the union model runs without one")
+                    control_type = None
                 module, threshold_a = NO_PREPROCESSOR[self.flavour], -1
             image = np.asarray(control.image)
             image = np.ascontiguousarray(np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image)
@@ -196,11 +199,8 @@ class ControlNetBridge:
             "threshold_a": float(spec.threshold_a), "guidance_start": float(spec.start),
             "guidance_end": float(spec.end), "pixel_perfect": False,
         }  # fmt: skip
-        if spec.control_type:
-            if "union_control_type" in (unit_fields(unit_class) or ()):
-                values["union_control_type"] = spec.control_type  # sd-webui-controlnet: by the enum's value
-            else:
-                self.note(f"{spec.model}: this ControlNet has no union control type; the union model runs without one")
+        if spec.control_type:  # (units_for keeps it only where the unit class has the field)
+            values["union_control_type"] = spec.control_type  # sd-webui-controlnet: by the enum's value
         if self.flavour == "forge":
             return unit_class.from_dict(values)
         return unit_class(**values)
