@@ -115,7 +115,7 @@ def test_the_union_control_type_reaches_sd_webui_controlnet_and_forge_says_it_ha
     bridge = find_controlnet(None)
     units = [bridge.make_unit(s) for s in bridge.units_for([depth], FAMILIES["sdxl"], {})]
     assert [(type(u), u.model) for u in units] == [(stand_ins.ControlNetUnitForge, UNION)]
-    assert f"{UNION}: this ControlNet has no union control type; the union model runs without one" in bridge.notes
+    assert f"depth: {UNION} (union, no control type: this ControlNet has none)" in bridge.notes
 
 
 def test_on_forge_the_console_and_report_say_the_union_model_runs_without_a_control_type(webui, hands_image, capsys):
@@ -123,7 +123,7 @@ def test_on_forge_the_console_and_report_say_the_union_model_runs_without_a_cont
     run(env, hands_image, args=(True, "all", 0.5, "threshold", True, False, False))
     depth = env.rec.passes[0].units[0]
     assert depth.model == UNION and not hasattr(depth, "union_control_type")
-    said = f"{UNION}: this ControlNet has no union control type; the union model runs without one"
+    said = f"depth: {UNION} (union, no control type: this ControlNet has none)"
     err = capsys.readouterr().err
     assert err.count(said) == 1  # once per job, not per pass
     assert f"controls: None/{UNION}@0.55, reference_only/None@1" in err  # no "(Depth)": none was set

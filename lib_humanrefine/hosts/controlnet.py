@@ -154,7 +154,12 @@ class ControlNetBridge:
         return self._models
 
     def pick(self, kind: str, family: Family, choice: str = AUTOMATIC) -> Pick:
-        return pick_model(self.models(), kind, family, choice or AUTOMATIC, self.folder)
+        pick = pick_model(self.models(), kind, family, choice or AUTOMATIC, self.folder)
+        if pick.control_type and "union_control_type" not in (unit_fields(self.external_code.ControlNetUnit) or ()):
+            # the Forge family's built-in ControlNet: no control type to give a union model
+            note = pick.note.replace(f"control type {pick.control_type}", "no control type: this ControlNet has none")
+            return Pick(pick.model, note, pick.missing, None)
+        return pick
 
     # --- units ------------------------------------------------------------------------------
 
@@ -177,9 +182,6 @@ class ControlNetBridge:
                         self.missing[control.kind] = pick.missing
                     continue
                 model, control_type = pick.model.name, pick.control_type
-                if control_type and "union_control_type" not in (unit_fields(self.external_code.ControlNetUnit) or ()):
-                    self.note(f"{model}: this ControlNet has no union control type; the union model runs without one")
-                    control_type = None
                 module, threshold_a = NO_PREPROCESSOR[self.flavour], -1
             image = np.asarray(control.image)
             image = np.ascontiguousarray(np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image)
@@ -199,7 +201,7 @@ class ControlNetBridge:
             "threshold_a": float(spec.threshold_a), "guidance_start": float(spec.start),
             "guidance_end": float(spec.end), "pixel_perfect": False,
         }  # fmt: skip
-        if spec.control_type:  # (units_for keeps it only where the unit class has the field)
+        if spec.control_type:  # (pick() keeps it only where the unit class has the field)
             values["union_control_type"] = spec.control_type  # sd-webui-controlnet: by the enum's value
         if self.flavour == "forge":
             return unit_class.from_dict(values)
