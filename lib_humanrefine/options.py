@@ -93,12 +93,17 @@ SETTINGS: tuple[Option, ...] = (
     Option("humanrefine_reference_fidelity", "Reference fidelity (style fidelity of reference_only)", 0.5, "float",
            minimum=0.0, maximum=1.0, step=0.05, infotext="HumanRefine reference fidelity", per_request=True),
     Option("humanrefine_part_resolution", "Generation size of a part, long side in pixels (0 = the model's native "
-           "size: 512 for SD 1.5, 1024 for SDXL)", 0, "int", minimum=0, maximum=2048, step=64,
+           "size: 512 for SD 1.5, 768 for SD 2.x, 1024 for SDXL, Flux and SD 3, 1328 for Qwen-Image)", 0, "int",
+           minimum=0, maximum=2048, step=64,
            infotext="HumanRefine part resolution", per_request=True),
     Option("humanrefine_depth_model", "ControlNet model for hand depth (Automatic: a hand-refiner depth model, "
-           "else a depth model matching the checkpoint)", AUTOMATIC, "text", per_request=True),
-    Option("humanrefine_pose_model", "ControlNet model for OpenPose (Automatic: an OpenPose model matching the "
-           "checkpoint)", AUTOMATIC, "text", per_request=True),
+           "else a depth model, else a union model, made for the loaded checkpoint's family; a model for another "
+           "family is never used)", AUTOMATIC, "text", per_request=True),
+    Option("humanrefine_pose_model", "ControlNet model for OpenPose (Automatic: an OpenPose model, else a union "
+           "model, made for the loaded checkpoint's family)", AUTOMATIC, "text", per_request=True),
+    Option("humanrefine_leave_to_adetailer", "Beside ADetailer: leave it the parts it inpaints in the same job "
+           "(faces with a face model, hands with a hand model, bodies with a person model); off = refine them again",
+           True, "bool"),
     Option("humanrefine_save_before", "Save each image before refinement too (suffix -before-humanrefine)", False,
            "bool"),
     Option("humanrefine_save_report", "Save the report (.json) beside each saved image", False, "bool"),
@@ -139,6 +144,7 @@ class Settings:
     part_resolution: int = 0
     depth_model: str = AUTOMATIC
     pose_model: str = AUTOMATIC
+    leave_to_adetailer: bool = True
     save_before: bool = False
     save_report: bool = False
     show_overlay: bool = False

@@ -58,7 +58,7 @@ class PartChoice:
 class PlanOptions:
     prompt: str = ""
     negative_prompt: str = ""
-    model: str = "sd15"  # "sd15" | "sdxl": native generation size 512 / 1024
+    model: str = "sd15"  # a model family (hosts.families): native size 512 for "sd15", 1024 for "sdxl"...
     part_resolution: int = 0  # the long side a part is generated at; 0 = the model's native size
     seed: int = 0
     steps: int = 20

@@ -265,7 +265,7 @@ def test_make_plan_names_every_bad_option(models_ready, astronaut):
     from lib_humanrefine.plan import PlanOptions, make_plan
 
     detections, diagnosis = diagnose_image(astronaut, tta=False)
-    options = PlanOptions(model="sd3", policy="most", steps=0, candidates=2.5, cfg_scale=float("nan"))
+    options = PlanOptions(model="sd4", policy="most", steps=0, candidates=2.5, cfg_scale=float("nan"))
     with pytest.raises(BadArgument) as err:
         make_plan(astronaut, detections, diagnosis, options)
     message = str(err.value)

@@ -108,7 +108,9 @@ def test_controlnet_installed_without_models_runs_the_reference_unit_and_says_so
     out, result, report = refine_one(env, astronaut)
     (part, seam) = env.rec.passes
     assert [u.module for u in part.units] == ["reference_only"] and result == "P1 face fixed (not verified)"
-    assert "depth: no SD 1.5 depth ControlNet model found; running without depth control" in report["controlnet"]
+    (depth,) = [n for n in report["controlnet"] if n.startswith("depth:")]
+    assert depth.startswith("depth: no SD 1.5 depth ControlNet model found; running without depth control")
+    assert "download control_sd15_inpaint_depth_hand_fp16.safetensors from huggingface.co/hr16/" in depth
     assert not np.array_equal(np.asarray(out), astronaut)
 
 
@@ -219,8 +221,11 @@ def test_controlnet_script_module_without_external_code(host, astronaut, monkeyp
     monkeypatch.delitem(type(cn).process.__globals__, "external_code")
     out, result, report = refine_one(env, astronaut)
     (part, _seam) = env.rec.passes
-    assert part.p.scripts is None and result == "P1 face fixed (not verified)"
-    assert report["controlnet"] == [
+    assert (
+        part.p.scripts is None
+        and result == "P1 face fixed (not verified); no ControlNet in this WebUI: plain inpainting"
+    )
+    assert report["controlnet"][1:] == [
         "ControlNet is installed but not usable here (its script module has no external_code.ControlNetUnit); "
         "plain inpainting"
     ]
@@ -233,8 +238,8 @@ def test_forge_lib_controlnet_without_global_state(host, astronaut, monkeypatch)
     monkeypatch.setitem(sys.modules, "lib_controlnet", lib)
     monkeypatch.delitem(sys.modules, "lib_controlnet.global_state")
     out, result, report = refine_one(env, astronaut)
-    assert env.rec.passes[0].p.scripts is None and result == "P1 face fixed (not verified)"
-    (note,) = report["controlnet"]
+    assert env.rec.passes[0].p.scripts is None and result.startswith("P1 face fixed (not verified); no ControlNet")
+    (note,) = report["controlnet"][1:]
     assert note.startswith("ControlNet is installed but not usable here (Forge's lib_controlnet has changed")
     assert note.endswith("plain inpainting") and "\n" not in note
 
@@ -250,7 +255,8 @@ def test_controlnet_unit_class_that_rejects_our_arguments(host, astronaut, monke
     external_code = type(env.rec.controlnet).process.__globals__["external_code"]
     monkeypatch.setattr(external_code, "ControlNetUnit", NewUnit)
     out, result, report = refine_one(env, astronaut)
-    assert [pass_.p.scripts for pass_ in env.rec.passes] == [None, None] and result == "P1 face fixed (not verified)"
+    assert [pass_.p.scripts for pass_ in env.rec.passes] == [None, None]
+    assert result == "P1 face fixed (not verified); ControlNet units could not be made: plain inpainting"
     assert report["controlnet"][-1] == ("ControlNet units could not be made (TypeError: __init__() got an unexpected "
                                         "keyword argument 'pixel_perfect'); plain inpainting")  # fmt: skip
 
@@ -376,7 +382,7 @@ def test_controlnet_model_names_from_a_request_are_only_looked_up_in_the_hosts_l
     env = webui_app()
     body = env.client.post("/humanrefine/v1/refine", json={"image": b64(astronaut), "options": {
         "depth_model": "../../../../etc/passwd", "pose_model": "control_v11p_sd15_openpose"}}).json()  # fmt: skip
-    assert body["report"]["controlnet"] == [
+    assert body["report"]["controlnet"][1:] == [
         "depth: model '../../../../etc/passwd' is not installed; running without depth control",
         "openpose: control_v11p_sd15_openpose [cab727d4]",
     ]

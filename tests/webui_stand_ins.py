@@ -162,16 +162,35 @@ class ScriptRunner:
         self.alwayson_scripts = []
 
 
+UNION_CONTROL_TYPES = (
+    "OpenPose",
+    "Depth",
+    "Soft Edge",
+    "Hard Edge",
+    "Normal Map",
+    "Segmentation",
+    "Tile",
+    "Inpaint",
+    "Unknown",
+)  # sd-webui-controlnet scripts/enums.py ControlNetUnionControlType values
+
+
 class ControlNetUnitA1111:
-    """sd-webui-controlnet internal_controlnet/args.py ControlNetUnit (pydantic v1; enabled=False)."""
+    """sd-webui-controlnet internal_controlnet/args.py ControlNetUnit: pydantic v1, ``enabled=False``,
+    ``Config.extra = "ignore"`` (unknown fields are dropped silently: kept in ``ignored`` here so tests
+    can see them), ``union_control_type`` an enum built from its value."""
+
+    __fields__: ClassVar[dict] = {
+        "enabled": False, "module": "none", "model": "None", "weight": 1.0, "image": None,
+        "resize_mode": "Crop and Resize", "processor_res": -1, "threshold_a": -1, "threshold_b": -1,
+        "guidance_start": 0.0, "guidance_end": 1.0, "pixel_perfect": False, "union_control_type": "Unknown",
+    }  # fmt: skip
 
     def __init__(self, **kwargs):
-        defaults = {"enabled": False, "module": "none", "model": "None", "weight": 1.0, "image": None,
-                    "resize_mode": "Crop and Resize", "processor_res": -1, "threshold_a": -1, "threshold_b": -1,
-                    "guidance_start": 0.0, "guidance_end": 1.0, "pixel_perfect": False}  # fmt: skip
-        unknown = set(kwargs) - set(defaults)
-        assert not unknown, unknown
-        vars(self).update({**defaults, **kwargs})
+        known = {k: v for k, v in kwargs.items() if k in self.__fields__}
+        if known.get("union_control_type", "Unknown") not in UNION_CONTROL_TYPES:
+            raise ValueError(f"value is not a valid enumeration member; permitted: {UNION_CONTROL_TYPES}")
+        vars(self).update({**self.__fields__, **known, "ignored": sorted(set(kwargs) - set(known))})
 
 
 @dataclass
@@ -193,7 +212,38 @@ class ControlNetUnitForge:
 
     @staticmethod
     def from_dict(d):
-        return ControlNetUnitForge(**{k: v for k, v in d.items() if k in ControlNetUnitForge.__dataclass_fields__})
+        return ControlNetUnitForge(**{k: v for k, v in d.items() if k in vars(ControlNetUnitForge)})
+
+
+@dataclass
+class ControlNetUnitNeo:
+    """Forge Neo lib_controlnet/external_code.py ControlNetUnit: a dataclass with more fields, no
+    union control type; ``from_dict`` keeps the keys that are class attributes."""
+
+    use_preview_as_input: bool = False
+    generated_image: Any = None
+    mask_image: Any = None
+    mask_image_fg: Any = None
+    hr_option: Any = "Both"
+    enabled: bool = True
+    module: str = "None"
+    model: str = "None"
+    weight: float = 1.0
+    image: Any = None
+    image_fg: Any = None
+    resize_mode: Any = "Crop and Resize"
+    processor_res: int = -1
+    threshold_a: float = -1
+    threshold_b: float = -1
+    guidance_start: float = 0.0
+    guidance_end: float = 1.0
+    pixel_perfect: bool = False
+    control_mode: Any = "Balanced"
+    save_detected_map: bool = True
+
+    @staticmethod
+    def from_dict(d):
+        return ControlNetUnitNeo(**{k: v for k, v in d.items() if k in vars(ControlNetUnitNeo)})
 
 
 UNET = SimpleNamespace(hooked_by=None)  # what A1111's UnetHook patches: one UNet, one hook at a time
@@ -242,10 +292,13 @@ class ControlNetScript(Script):
 '''
 
 
-def make_a1111_controlnet(models):
-    """A ControlNet Script whose module globals hold ``external_code`` (found via process.__globals__)."""
+def make_a1111_controlnet(models, paths=None, folder=None):
+    """A ControlNet Script whose module globals hold ``external_code`` and ``global_state`` (its
+    ``cn_models``: listed name -> file, ``cn_models_dir``), found via process.__globals__."""
     external_code = types.SimpleNamespace(ControlNetUnit=ControlNetUnitA1111, get_models=lambda: list(models))
-    namespace = {"Script": Script, "UNET": UNET, "check_units": check_units, "external_code": external_code}
+    global_state = types.SimpleNamespace(cn_models={"None": None, **(paths or {})}, cn_models_dir=folder)
+    namespace = {"Script": Script, "UNET": UNET, "check_units": check_units, "external_code": external_code,
+                 "global_state": global_state}  # fmt: skip
     exec(A1111_CN_SOURCE, namespace)
     return namespace["ControlNetScript"]()
 
@@ -279,15 +332,20 @@ class Processed:
 
 
 def install(monkeypatch, tmp_path, flavour="a1111", models=("control_v11f1p_sd15_depth [cf3f2f5a]",
-                                                            "control_v11p_sd15_openpose [cab727d4]")):  # fmt: skip
-    """Put the stand-ins into sys.modules. ``flavour``: "a1111", "forge" or "none" (no ControlNet)."""
+                                                            "control_v11p_sd15_openpose [cab727d4]"),
+            sd_model=None, model_paths=None, lazy=False):  # fmt: skip
+    """Put the stand-ins into sys.modules. ``flavour``: "a1111", "forge", "neo" or "none" (no ControlNet);
+    ``sd_model``: the loaded model (tests/model_stand_ins.py; default: A1111's SD 1.5 flags);
+    ``model_paths``: listed ControlNet name -> file (the hosts' cn_models / controlnet_filename_dict);
+    ``lazy`` (Forge family): ``shared.sd_model`` is a ``FakeInitialModel`` until
+    ``sd_models.forge_model_reload()`` loads ``sd_model`` (its calls counted in ``rec.reloads``)."""
     UNET.hooked_by = None
     CN_FAULTS.rejects = {}
     rec = SimpleNamespace(passes=[], saved=[], before_pass=[], cn_faults=CN_FAULTS)
     modules = types.ModuleType("modules")
     mods = {name: types.ModuleType(f"modules.{name}") for name in (
         "scripts", "script_callbacks", "shared", "paths_internal", "paths", "processing", "devices", "images",
-        "extra_networks", "call_queue")}  # fmt: skip
+        "extra_networks", "call_queue", "sd_models")}  # fmt: skip
 
     scripts = mods["scripts"]
     scripts.AlwaysVisible = object()
@@ -307,7 +365,29 @@ def install(monkeypatch, tmp_path, flavour="a1111", models=("control_v11f1p_sd15
     shared.OptionInfo = option_info
     shared.cmd_opts = SimpleNamespace(humanrefine_models_dir=None, api=True, api_auth=None, nowebui=False)
     shared.state = State()
-    shared.sd_model = SimpleNamespace(is_sdxl=False)
+    shared.sd_model = sd_model if sd_model is not None else SimpleNamespace(is_sd1=True, is_sdxl=False)
+    rec.reloads = 0
+    if flavour in ("forge", "neo"):  # modules/sd_models.py of the Forge family
+
+        class FakeInitialModel:
+            """sd_models.FakeInitialModel: what shared.sd_model is until the first job loads one."""
+
+            def __init__(self):
+                self.cond_stage_model = None
+                self.chunk_length = 75
+
+        selected = shared.sd_model
+        if lazy:
+            shared.sd_model = FakeInitialModel()
+
+        def forge_model_reload():
+            rec.reloads += 1
+            if shared.sd_model is not selected:
+                shared.sd_model = selected
+                return selected, True
+            return selected, False
+
+        mods["sd_models"].forge_model_reload = forge_model_reload
 
     mods["paths_internal"].models_path = str(tmp_path / "models")
     mods["paths"].data_path = str(tmp_path)
@@ -375,14 +455,24 @@ def install(monkeypatch, tmp_path, flavour="a1111", models=("control_v11f1p_sd15
     monkeypatch.setitem(sys.modules, "modules", modules)
 
     rec.controlnet = None
+    paths = dict(model_paths or {})
     if flavour == "a1111":
-        rec.controlnet = make_a1111_controlnet(models)
+        rec.controlnet = make_a1111_controlnet(models, paths, str(tmp_path / "models" / "ControlNet"))
         monkeypatch.setitem(sys.modules, "lib_controlnet", None)  # import fails: not Forge
-    elif flavour == "forge":
+    elif flavour in ("forge", "neo"):
         rec.controlnet = ForgeControlNetScript()
         lib = types.ModuleType("lib_controlnet")
-        lib.external_code = types.SimpleNamespace(ControlNetUnit=ControlNetUnitForge)
-        lib.global_state = types.SimpleNamespace(get_all_controlnet_names=lambda: ["None", *models])
+        unit = ControlNetUnitForge if flavour == "forge" else ControlNetUnitNeo
+        lib.external_code = types.SimpleNamespace(ControlNetUnit=unit)
+        # Forge: get_controlnet_filename(name) -> controlnet_filename_dict[name] ("None" -> a file that is
+        # not there on Forge, None on Neo)
+        filenames = {"None": "model.safetensors" if flavour == "forge" else None, **paths}
+        lib.global_state = types.SimpleNamespace(get_all_controlnet_names=lambda: ["None", *models],
+                                                 get_controlnet_filename=lambda name: filenames[name])  # fmt: skip
+        forge_shared = types.ModuleType("modules_forge.shared")
+        forge_shared.controlnet_dir = str(tmp_path / "models" / "ControlNet")
+        monkeypatch.setitem(sys.modules, "modules_forge", types.ModuleType("modules_forge"))
+        monkeypatch.setitem(sys.modules, "modules_forge.shared", forge_shared)
         monkeypatch.setitem(sys.modules, "lib_controlnet", lib)
         monkeypatch.setitem(sys.modules, "lib_controlnet.external_code", lib.external_code)
         monkeypatch.setitem(sys.modules, "lib_controlnet.global_state", lib.global_state)

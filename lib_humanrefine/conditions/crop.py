@@ -9,7 +9,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-NATIVE = {"sd15": 512, "sdxl": 1024}
+from ..hosts.families import NATIVE  # model family -> native size (512 for SD 1.5, 1024 for SDXL...)
+
+__all__ = ["NATIVE", "CropBox", "context_crop", "crop_image", "generation_size"]
 
 
 @dataclass(frozen=True)

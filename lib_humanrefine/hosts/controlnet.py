@@ -1,6 +1,9 @@
-"""ControlNet inside the WebUI hosts: find the installed integration, pick models by name, build
-units with our own control images (no preprocessor), and give a nested pass a ControlNet script
-of its own so the outer job's units and state never leak into it (and are restored after it).
+"""ControlNet inside the WebUI hosts: find the installed integration, pick models made for the
+loaded checkpoint's family (hosts/families.py: by file name, else by safetensors header; never a
+model of another family; a union model with its control type where the unit class has that
+field), build units with our own control images (no preprocessor), and give a nested pass a
+ControlNet script of its own so the outer job's units and state never leak into it (and are
+restored after it).
 
 Two integrations, feature-detected (never version-checked):
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import sys
 from dataclasses import dataclass, field
 
@@ -27,12 +31,15 @@ import numpy as np
 
 from ..options import AUTOMATIC
 from .base import Control
+from .families import FAMILIES, ControlNetModel, Family, bare_name, classify, download_hint
 
-# Model-name preferences per control kind: the first pattern group that matches wins.
+# Model-name preferences per control kind: the first pattern group that matches wins; a union
+# model (xinsir's ControlNet++ union / ProMax) of the checkpoint's family comes after them all.
 MODEL_PATTERNS = {
     "depth": (("hand", "depth"), ("hand", "refiner"), ("depth",)),
     "openpose": (("openpose",), ("pose",)),
 }
+UNION_CONTROL_TYPE = {"depth": "Depth", "openpose": "OpenPose"}  # sd-webui-controlnet's ControlNetUnionControlType
 NO_PREPROCESSOR = {"forge": "None", "a1111": "none"}
 REFERENCE_MODULE = "reference_only"
 
@@ -41,31 +48,61 @@ def log(message: str) -> None:
     print(f"[HumanRefine] {message}", file=sys.stderr)
 
 
-def model_family_matches(name: str, is_sdxl: bool) -> bool:
-    """An SDXL checkpoint needs an SDXL ControlNet and vice versa (judged by the usual file names)."""
-    lowered = name.lower()
-    xl = "xl" in lowered or "sdxl" in lowered
-    return xl if is_sdxl else not xl
+@dataclass
+class Pick:
+    """The model for one control kind: ``model`` None = that control is left out; ``note`` for the
+    console and report; ``missing`` (when a control is left out for want of a model) for the infotext."""
+
+    model: ControlNetModel | None
+    note: str
+    missing: str = ""
+    control_type: str | None = None  # a union model's control type ("Depth", "OpenPose")
 
 
-def pick_model(names: list[str], kind: str, is_sdxl: bool, choice: str = AUTOMATIC) -> tuple[str | None, str]:
-    """The ControlNet model for a control kind, and a note saying what was chosen and why.
-    ``choice``: a model name from the host's list, "None" (off) or "Automatic"."""
-    listed = [n for n in names if n and n != "None"]
+def _as_models(models) -> list[ControlNetModel]:
+    return [m if isinstance(m, ControlNetModel) else classify(m) for m in models]
+
+
+def pick_model(models, kind: str, family: Family, choice: str = AUTOMATIC, folder: str | None = None) -> Pick:
+    """The ControlNet model for a control kind. ``models``: the host's list (names or classified
+    models); ``choice``: a listed name (with or without its hash or family label), "None" (off)
+    or "Automatic". A model made for another family than the loaded checkpoint's is never used."""
+    listed = [m for m in _as_models(models) if m.name and m.name != "None"]
+    kind_type = UNION_CONTROL_TYPE.get(kind)
     if choice and choice != AUTOMATIC:
         if choice == "None":
-            return None, f"{kind}: off (setting)"
-        exact = [n for n in listed if n == choice or n.split(" [")[0] == choice]
-        if exact:
-            return exact[0], f"{kind}: {exact[0]}"
-        return None, f"{kind}: model '{choice}' is not installed; running without {kind} control"
-    family = [n for n in listed if model_family_matches(n, is_sdxl)]
+            return Pick(None, f"{kind}: off (setting)")
+        wanted = bare_name(choice)
+        exact = [m for m in listed if m.name == choice or bare_name(m.name) == wanted]
+        if not exact:
+            note = f"{kind}: model '{choice}' is not installed; running without {kind} control"
+            return Pick(None, note, f"{kind} model '{wanted}' not installed")
+        chosen = exact[0]
+        if chosen.family is not None and chosen.family != family.key:
+            made_for = FAMILIES[chosen.family].label
+            hint = download_hint(family, kind, folder)
+            why = f"{chosen.name} is for {made_for}, the loaded checkpoint is {family.label}"
+            note = f"{kind}: {why}; running without {kind} control" + (f"; {hint}" if hint else "")
+            return Pick(None, note, f"{kind}: {why}" + (f"; {hint}" if hint else ""))
+        if chosen.union:
+            return Pick(chosen, f"{kind}: {chosen.name} (union, control type {kind_type})", "", kind_type)
+        return Pick(chosen, f"{kind}: {chosen.name}")
+    fitting = [m for m in listed if m.family == family.key]
     for pattern in MODEL_PATTERNS[kind]:
-        found = [n for n in family if all(word in n.lower() for word in pattern)]
+        found = sorted((m for m in fitting if not m.union and all(w in m.name.lower() for w in pattern)),
+                       key=lambda m: m.name)  # fmt: skip
         if found:
-            return sorted(found)[0], f"{kind}: {sorted(found)[0]}"
-    arch = "SDXL" if is_sdxl else "SD 1.5"
-    return None, f"{kind}: no {arch} {kind} ControlNet model found; running without {kind} control"
+            return Pick(found[0], f"{kind}: {found[0].name}")
+    unions = sorted((m for m in fitting if m.union), key=lambda m: m.name)
+    if unions:
+        return Pick(unions[0], f"{kind}: {unions[0].name} (union, control type {kind_type})", "", kind_type)
+    others = [m for m in listed if m.family not in (None, family.key)
+              and any(all(w in m.name.lower() for w in pattern) for pattern in MODEL_PATTERNS[kind])]  # fmt: skip
+    unusable = f"; {', '.join(m.label for m in others[:2])} cannot run with it" if others else ""
+    hint = download_hint(family, kind, folder)
+    missing = f"no {family.label} {kind} ControlNet" + (f": {hint}" if hint else "")
+    note = f"{kind}: no {family.label} {kind} ControlNet model found{unusable}; running without {kind} control"
+    return Pick(None, note + (f"; {hint}" if hint else ""), missing)
 
 
 def _usable(image: np.ndarray | None) -> bool:
@@ -84,6 +121,15 @@ class UnitSpec:
     start: float
     end: float
     threshold_a: float = -1
+    control_type: str | None = None  # a union model's control type
+
+
+def unit_fields(unit_class) -> set[str] | None:
+    """The fields a ControlNetUnit class takes (dataclass on Forge, pydantic on A1111); None if unknown."""
+    if dataclasses.is_dataclass(unit_class):
+        return {f.name for f in dataclasses.fields(unit_class)}
+    fields = getattr(unit_class, "model_fields", None) or getattr(unit_class, "__fields__", None)
+    return set(fields) if isinstance(fields, dict) else None
 
 
 @dataclass
@@ -95,27 +141,52 @@ class ControlNetBridge:
     external_code: object
     model_names: list[str]
     notes: list[str] = field(default_factory=list)
+    model_paths: dict[str, str] = field(default_factory=dict)  # listed name -> file (to read its header)
+    folder: str | None = None  # where the host looks for ControlNet models
+    missing: dict[str, str] = field(default_factory=dict)  # control kind -> why it was left out (infotext)
+    _models: list[ControlNetModel] | None = field(default=None, repr=False)
+
+    def models(self) -> list[ControlNetModel]:
+        """The listed models with the family each is for (file name, else its safetensors header)."""
+        if self._models is None:
+            names = [n for n in self.model_names if n and n != "None"]
+            self._models = [classify(n, self.model_paths.get(n)) for n in names]
+        return self._models
+
+    def pick(self, kind: str, family: Family, choice: str = AUTOMATIC) -> Pick:
+        pick = pick_model(self.models(), kind, family, choice or AUTOMATIC, self.folder)
+        if pick.control_type and "union_control_type" not in (unit_fields(self.external_code.ControlNetUnit) or ()):
+            # the Forge family's built-in ControlNet: no control type to give a union model
+            note = pick.note.replace(f"control type {pick.control_type}", "no control type: this ControlNet has none")
+            return Pick(pick.model, note, pick.missing, None)
+        return pick
 
     # --- units ------------------------------------------------------------------------------
 
-    def units_for(self, controls: list[Control], is_sdxl: bool, choices: dict[str, str]) -> list[UnitSpec]:
-        """Host units for our controls; a control without a suitable model is dropped (and noted)."""
+    def units_for(self, controls: list[Control], family: Family, choices: dict[str, str]) -> list[UnitSpec]:
+        """Host units for our controls; a control without a model made for ``family`` is dropped
+        (noted, and its reason kept in ``missing`` for the infotext)."""
         specs = []
         for control in controls:
             if not _usable(control.image) or control.weight <= 0:
                 continue
+            control_type = None
             if control.kind == "reference":
                 module, model = REFERENCE_MODULE, "None"
                 threshold_a = control.fidelity if control.fidelity is not None else 0.5
             else:
-                model, note = pick_model(self.model_names, control.kind, is_sdxl, choices.get(control.kind, AUTOMATIC))
-                self.note(note)
-                if model is None:
+                pick = self.pick(control.kind, family, choices.get(control.kind, AUTOMATIC))
+                self.note(pick.note)
+                if pick.model is None:
+                    if pick.missing:
+                        self.missing[control.kind] = pick.missing
                     continue
+                model, control_type = pick.model.name, pick.control_type
                 module, threshold_a = NO_PREPROCESSOR[self.flavour], -1
             image = np.asarray(control.image)
             image = np.ascontiguousarray(np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image)
-            specs.append(UnitSpec(module, model, control.weight, image, control.start, control.end, threshold_a))
+            specs.append(UnitSpec(module, model, control.weight, image, control.start, control.end, threshold_a,
+                                  control_type))  # fmt: skip
         return specs
 
     def note(self, text: str) -> None:
@@ -130,6 +201,8 @@ class ControlNetBridge:
             "threshold_a": float(spec.threshold_a), "guidance_start": float(spec.start),
             "guidance_end": float(spec.end), "pixel_perfect": False,
         }  # fmt: skip
+        if spec.control_type:  # (pick() keeps it only where the unit class has the field)
+            values["union_control_type"] = spec.control_type  # sd-webui-controlnet: by the enum's value
         if self.flavour == "forge":
             return unit_class.from_dict(values)
         return unit_class(**values)
@@ -222,7 +295,19 @@ def _forge_bridge(script) -> ControlNetBridge | None:
         from lib_controlnet import external_code, global_state  # type: ignore[import-not-found]
     except ImportError as exc:
         raise RuntimeError(f"Forge's lib_controlnet has changed: {exc}") from None
-    return ControlNetBridge("forge", script, external_code, list(global_state.get_all_controlnet_names()))
+    names = list(global_state.get_all_controlnet_names())
+    paths = {}
+    for name in names:  # Forge: get_controlnet_filename; the dict behind it on every Forge variant
+        with contextlib.suppress(Exception):
+            path = global_state.get_controlnet_filename(name)
+            if isinstance(path, str):
+                paths[name] = path
+    folder = None
+    with contextlib.suppress(Exception):
+        from modules_forge.shared import controlnet_dir  # type: ignore[import-not-found]
+
+        folder = str(controlnet_dir)
+    return ControlNetBridge("forge", script, external_code, names, model_paths=paths, folder=folder)
 
 
 def _a1111_bridge(script) -> ControlNetBridge:
@@ -230,7 +315,13 @@ def _a1111_bridge(script) -> ControlNetBridge:
     external_code = namespace.get("external_code")
     if external_code is None or not hasattr(external_code, "ControlNetUnit"):
         raise RuntimeError("its script module has no external_code.ControlNetUnit")
-    return ControlNetBridge("a1111", script, external_code, list(external_code.get_models()))
+    names = list(external_code.get_models())
+    global_state = namespace.get("global_state")  # its cn_models: listed name -> file
+    paths = getattr(global_state, "cn_models", None) or {}
+    paths = {k: v for k, v in dict(paths).items() if isinstance(v, str)}
+    folder = getattr(global_state, "cn_models_dir", None)
+    return ControlNetBridge("a1111", script, external_code, names, model_paths=paths,
+                            folder=folder if isinstance(folder, str) else None)  # fmt: skip
 
 
 def outer_controlnet_script(p):

@@ -22,6 +22,7 @@ import numpy as np
 
 from .base import HostInterrupted, HostOutOfMemory, InpaintRequest
 from .controlnet import ControlNetBridge, find_controlnet, outer_controlnet_script
+from .families import Family, describe_family, loaded_family
 
 INNER_FLAG = "_humanrefine_inner"  # set on our nested passes; our Script ignores such jobs
 
@@ -65,9 +66,26 @@ def init_fields(cls) -> set[str] | None:
     return {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
-def is_sdxl_like(sd_model) -> bool:
-    """Models whose native size is 1024 (SDXL and newer); SD 1.5/2.x are 512."""
-    return any(getattr(sd_model, flag, False) for flag in ("is_sdxl", "is_sd3", "is_flux"))
+def ensure_model_loaded() -> None:
+    """The Forge family loads the selected checkpoint lazily: until the first job, ``shared.sd_model``
+    is a ``FakeInitialModel`` that tells no family. The refine route and the tab (which plan before
+    any nested pass runs) load it the way ``process_images`` does (``forge_model_reload``: nothing to
+    do when it is loaded). A1111 loads it on first access to ``shared.sd_model`` by itself."""
+    from modules import sd_models  # type: ignore[import-not-found]
+
+    reload = getattr(sd_models, "forge_model_reload", None)
+    if callable(reload):
+        reload()
+
+
+def current_family(load: bool = True) -> Family:
+    """The family of the model the WebUI has loaded (loading the selected one first on Forge when
+    ``load``; SD 1.5 when none is loaded)."""
+    from modules import shared  # type: ignore[import-not-found]
+
+    if load:
+        ensure_model_loaded()
+    return loaded_family(getattr(shared, "sd_model", None))
 
 
 @dataclass
@@ -90,6 +108,8 @@ class WebUIHost:
     passes: int = 0  # nested passes started (failed ones included)
     plain_only: bool = False  # set when ControlNet units cannot be made with this host's classes
     notes: list[str] = field(default_factory=list)
+    family: Family | None = None  # of the loaded model when the host was made
+    image_notes: list[str] = field(default_factory=list)  # for this image's infotext: controls left out
 
     @classmethod
     def for_job(cls, p, model_choices: dict[str, str]) -> WebUIHost:
@@ -104,25 +124,49 @@ class WebUIHost:
 
     @classmethod
     def standalone(cls, sampler_name, scheduler, model_choices: dict[str, str]) -> WebUIHost:
+        ensure_model_loaded()  # the refine route and the tab may come before any job loaded it (Forge)
         notes: list[str] = []
         host = cls(PassSettings(sampler_name, scheduler), find_controlnet(None, notes), model_choices, notes=notes)
         host._check_controlnet()
         return host
 
+    @property
+    def uses_controlnet(self) -> bool:
+        """ControlNet units go into the passes: one is installed and usable, and the loaded model
+        is of a family it runs with (not Flux, SD 3, Qwen-Image...)."""
+        return self.controlnet is not None and not self.plain_only and bool(self.family and self.family.controlnet)
+
     def _check_controlnet(self) -> None:
-        if self.controlnet is None:
-            if not self.notes:  # (else find_controlnet said why it could not use the one installed)
-                self.notes.append("no ControlNet in this WebUI: plain inpainting")
-            return
         from modules import shared  # type: ignore[import-not-found]
 
-        # Name the models now, so the report says what every pass will use.
-        is_sdxl = is_sdxl_like(shared.sd_model)
+        sd_model = getattr(shared, "sd_model", None)
+        self.family = loaded_family(sd_model)
+        self.notes.insert(0, f"model: {describe_family(sd_model)}, native size {self.family.native} px")
+        if not self.family.controlnet:
+            self.notes.append(self.no_controlnet_text())
+            return
+        if self.controlnet is None:
+            if len(self.notes) == 1:  # (else find_controlnet said why it could not use the one installed)
+                self.notes.append("no ControlNet in this WebUI: plain inpainting")
+            return
+        # Name the models now, so the report says what every pass will use (and what to download).
         for kind in ("depth", "openpose"):
-            from .controlnet import pick_model
+            self.notes.append(self.controlnet.pick(kind, self.family, self.model_choices.get(kind, "")).note)
 
-            _model, note = pick_model(self.controlnet.model_names, kind, is_sdxl, self.model_choices.get(kind, ""))
-            self.notes.append(note)
+    def no_controlnet_text(self) -> str:
+        family = self.family or loaded_family(None)
+        label = family.label if family.key != "other" else "this model"
+        return f"no ControlNet for this model ({label}): plain inpainting, no reference"
+
+    def begin_image(self) -> None:
+        """Start collecting the infotext notes of one image's passes."""
+        self.image_notes = []
+        if self.controlnet is not None:
+            self.controlnet.missing.clear()
+
+    def _image_note(self, text: str) -> None:
+        if text and text not in self.image_notes:
+            self.image_notes.append(text)
 
     # --- one pass -----------------------------------------------------------------------------
 
@@ -160,22 +204,37 @@ class WebUIHost:
         reason = stop_reason()
         if reason:
             raise HostInterrupted(reason)
+        if self.family is None:
+            self.family = current_family()
         p2 = self._processing(request)
         runner, script_args, nested, used = None, [], contextlib.nullcontext(), "no ControlNet"
-        if self.controlnet is not None and not self.plain_only:
+        wanted = bool(request.controls)
+        if self.uses_controlnet:
             try:
-                specs = self.controlnet.units_for(request.controls, is_sdxl_like(shared.sd_model), self.model_choices)
+                specs = self.controlnet.units_for(request.controls, self.family, self.model_choices)
                 runner, script_args = self.controlnet.runner_for(specs)
                 nested = self.controlnet.nested()
-                used = ", ".join(f"{s.module}/{s.model}@{s.weight:g}" for s in specs) or "no units"
+                used = ", ".join(_describe_unit(s) for s in specs) or "no units"
+                for note in self.controlnet.notes:  # e.g. a union model on a host without control types
+                    if note not in self.notes:
+                        self.notes.append(note)
+                        log(note)
+                for kind in sorted({c.kind for c in request.controls} & set(self.controlnet.missing)):
+                    self._image_note(self.controlnet.missing[kind])
             except Exception as exc:  # the host's unit class changed: plain inpainting from now on
                 self.plain_only = True
                 note = f"ControlNet units could not be made ({exc.__class__.__name__}: {exc}); plain inpainting"
                 self.notes.append(" ".join(note.split())[:300])
                 log(self.notes[-1])
+                self._image_note("ControlNet units could not be made: plain inpainting")
+        elif wanted and not self.family.controlnet:
+            used = "none (no ControlNet for this model)"
+            self._image_note(self.no_controlnet_text())
+        elif wanted and self.controlnet is None:
+            self._image_note("no ControlNet in this WebUI: plain inpainting")
         p2.scripts, p2.script_args = runner, script_args
         self.passes += 1
-        log(f"pass {self.passes}: {request.label or 'part'} {request.size[0]}x{request.size[1]}, "
+        log(f"pass {self.passes}: {request.label or 'part'} {request.size[0]}x{request.size[1]} ({self.family.label}), "
             f"denoise {request.denoising_strength:.2f}, seed {request.seed}, controls: {used}")  # fmt: skip
         shared.state.textinfo = f"HumanRefine: {request.label}" if request.label else "HumanRefine"
         if getattr(shared.state, "job_count", -1) >= 0:
@@ -208,6 +267,11 @@ class WebUIHost:
         more_batches = getattr(p, "iteration", 0) < getattr(p, "n_iter", 1) - 1
         if self.controlnet is not None and self.passes and last_in_batch and more_batches:
             self.controlnet.restore_outer(p, outer_controlnet_script(p))
+
+
+def _describe_unit(spec) -> str:
+    text = f"{spec.module}/{spec.model}@{spec.weight:g}"
+    return f"{text} ({spec.control_type})" if spec.control_type else text
 
 
 @contextlib.contextmanager

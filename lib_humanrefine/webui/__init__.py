@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .. import prompt_tags
 from ..errors import HumanRefineError, ModelsMissing
@@ -124,6 +124,9 @@ class JobState:
     reports: dict[int, tuple[weakref.ref, dict]] = field(default_factory=dict)
     overlays: list = field(default_factory=list)  # PIL images
     host: object | None = None  # WebUIHost, made on the first image that needs it
+    adetailer: frozenset[str] = frozenset()  # part kinds ("faces", "hands", "bodies") ADetailer does in this job
+    left_to_adetailer: dict[tuple[int, int], str] = field(default_factory=dict)
+    open: bool = True  # until Script.postprocess
 
     @staticmethod
     def _key(kwargs) -> tuple[int, int]:
@@ -150,11 +153,50 @@ def _prompts(p) -> list[str]:
     return list(getattr(p, "all_prompts", None) or [getattr(p, "prompt", "") or ""])
 
 
+ADETAILER_TITLE = "ADetailer"
+ADETAILER_KINDS = {"face": "faces", "hand": "hands", "person": "bodies"}  # words in its model names
+
+
+def adetailer_kinds(p) -> frozenset[str]:
+    """The part kinds an enabled ADetailer inpaints in job ``p``, read from its arguments in the job
+    (``[enabled, skip img2img, {"ad_model": ..., "ad_tab_enable": ...}, ...]``): a face model
+    (face_yolov8n.pt, mediapipe_face_full...) -> faces, a hand model -> hands, a person model
+    (it repaints whole people) -> bodies."""
+    runner = getattr(p, "scripts", None)
+    for script in getattr(runner, "alwayson_scripts", None) or []:
+        try:
+            if script.title() != ADETAILER_TITLE:
+                continue
+            args = list(p.script_args or [])[script.args_from : script.args_to]
+        except Exception:  # another extension's broken script is not our problem
+            continue
+        if getattr(p, "_ad_disabled", False) or (args and args[0] is False):
+            return frozenset()
+        kinds = set()
+        for tab in args:
+            if not isinstance(tab, dict) or tab.get("ad_tab_enable", True) is False:
+                continue
+            model = str(tab.get("ad_model", "None")).lower()
+            kinds.update(kind for word, kind in ADETAILER_KINDS.items() if model != "none" and word in model)
+        return frozenset(kinds)
+    return frozenset()
+
+
+def _running_job(p) -> bool:
+    """``p`` is a shallow copy of a job that is running: ADetailer calls every script's ``process``
+    on ``copy(p)`` after each batch (to re-hook ControlNet). The copy shares the job's
+    ``extra_generation_params``, which already hold that job's infotext callables; starting a job
+    on it would replace them and lose the batch's HumanRefine lines."""
+    owner = getattr(p.extra_generation_params.get(INFOTEXT_KEY), "__self__", None)
+    return isinstance(owner, JobState) and owner.open
+
+
 def start_job(p, raw_args) -> JobState | None:
-    """From ``Script.process``: None when off for every image or when ``p`` is our own nested pass."""
+    """From ``Script.process``: None when off for every image, when ``p`` is our own nested pass,
+    ADetailer's inpaint pass, or a copy of a job already running."""
     from ..hosts.webui import INNER_FLAG
 
-    if getattr(p, INNER_FLAG, False):
+    if getattr(p, INNER_FLAG, False) or getattr(p, "_ad_inner", False) or _running_job(p):
         return None
     try:
         args = parse_script_args(list(raw_args))
@@ -167,6 +209,13 @@ def start_job(p, raw_args) -> JobState | None:
     if not args.enabled and not switched_on:
         return None
     state = JobState(args, current_settings())
+    if state.settings.leave_to_adetailer:
+        state.adetailer = adetailer_kinds(p)
+        if state.adetailer:
+            log(
+                f"ADetailer inpaints {', '.join(sorted(state.adetailer))} in this job (before HumanRefine, on each "
+                "image); HumanRefine leaves them to it (setting humanrefine_leave_to_adetailer)"
+            )
     p.extra_generation_params[INFOTEXT_KEY] = state.infotext
     p.extra_generation_params[RESULT_INFOTEXT_KEY] = state.result_infotext
     p.extra_generation_params.update(infotext_params(args, state.settings))
@@ -189,11 +238,9 @@ def plan_options_for(p, args: ScriptArgs, settings: Settings, index: int):
 
     model = "sd15"
     try:
-        from modules import shared  # type: ignore[import-not-found]
+        from ..hosts.webui import current_family
 
-        from ..hosts.webui import is_sdxl_like
-
-        model = "sdxl" if is_sdxl_like(shared.sd_model) else "sd15"
+        model = current_family(load=False).key  # (the job has loaded it)
     except ImportError:
         pass
     prompt = _pick(getattr(p, "all_prompts", None), index, getattr(p, "prompt", "") or "")
@@ -246,6 +293,10 @@ def _process_image(p, state: JobState, pp) -> None:
         if state.args.enabled:
             state.summaries[key] = "off for this image (prompt)"
         return
+    left = sorted(kind for kind in state.adetailer if getattr(args, kind) and kind not in switch.kinds)
+    if left:  # parts a prompt tag names explicitly are refined all the same
+        args = replace(args, **dict.fromkeys(left, False))
+        state.left_to_adetailer[key] = f"{' and '.join(left)} left to ADetailer"
     try:
         use_webui_models_dir()
         array = to_rgb_array(pp.image)
@@ -295,6 +346,7 @@ def refine_image(p, state: JobState, pp, args: ScriptArgs, array, initial, index
             threshold=args.threshold, tta=state.settings.tta, verify=state.settings.verify,
             learned=state.settings.learned,
         )  # fmt: skip
+        state.host.begin_image()
         with keep_params_txt():
             result = refine(
                 array, state.host, plan_options_for(p, args, state.settings, index), options,
@@ -311,7 +363,12 @@ def refine_image(p, state: JobState, pp, args: ScriptArgs, array, initial, index
                 state.host.after_image(p, last_in_batch)
             except Exception as exc:
                 log(f"could not restore the outer job's ControlNet: {exc.__class__.__name__}: {exc}")
-    state.results[key] = result.summary() + (f"; {not_saved}" if not_saved else "")
+    # what the passes of this image ran without (a control with no model for this checkpoint, a model
+    # without ControlNet), with what to download: in the infotext, not only in the console
+    left_out = list(getattr(state.host, "image_notes", None) or [])
+    if key in state.left_to_adetailer:
+        left_out.append(state.left_to_adetailer[key])
+    state.results[key] = "; ".join([result.summary(), *left_out, *([not_saved] if not_saved else [])])
     log(f"image {index + 1}: {state.results[key]}")
     if result.changed.any():
         from PIL import Image
@@ -348,6 +405,7 @@ def save_before(p, image, index: int) -> None:
 
 def finish_job(p, processed, state: JobState) -> None:
     """From ``Script.postprocess``: show overlays as extra output images (setting)."""
+    state.open = False
     if not state.overlays:
         return
     processed.images.extend(state.overlays)
@@ -366,6 +424,11 @@ def write_report_beside(params, report: dict) -> None:
     write_json(os.path.splitext(filename)[0] + ".humanrefine.json", report)
 
 
+def refresh_choices() -> None:
+    """The settings page's refresh button beside a ControlNet model picker: its choices are read
+    from the host (and the loaded checkpoint) each time they are built, so nothing to reload."""
+
+
 def register_settings() -> None:
     """``on_ui_settings`` callback: the options in ``SETTINGS`` on the settings page."""
     from modules import shared  # type: ignore[import-not-found]
@@ -376,7 +439,7 @@ def register_settings() -> None:
         component, component_args = setting_component(option)
         info = shared.OptionInfo(
             option.default, option.label, component, component_args, section=SETTINGS_SECTION,
-            infotext=option.infotext,
+            infotext=option.infotext, refresh=refresh_choices if option.kind == "text" else None,
         )  # fmt: skip
         shared.opts.add_option(option.key, info)
 

@@ -119,9 +119,8 @@ def install_routes(app, credentials: dict[str, str] | None, run_refine: Callable
 def webui_refine(payload: dict) -> dict:
     """The refine route inside the WebUI: one job at a time under the WebUI's queue lock, shown in
     its progress bar, interruptible, through nested passes of the loaded model."""
-    from modules import shared  # type: ignore[import-not-found]
 
-    from ..hosts.webui import WebUIHost, is_sdxl_like, stop_reason
+    from ..hosts.webui import WebUIHost, current_family, stop_reason
 
     use_webui_models_dir()
     settings = current_settings()
@@ -136,7 +135,7 @@ def webui_refine(payload: dict) -> dict:
         return WebUIHost.standalone(sampler_name or "Euler a", scheduler or "Automatic", choices)
 
     def work():
-        model = "sdxl" if is_sdxl_like(shared.sd_model) else "sd15"
+        model = current_family().key
         return service.refine_request(
             payload, make_host, settings, model, progress=set_progress, should_stop=stop_reason
         )

@@ -44,7 +44,7 @@ class Backend:
 
     make_host: Callable  # (sampler_name, scheduler) -> Host
     settings: Callable[[], Settings]
-    model: Callable[[], str]  # "sd15" | "sdxl": the loaded checkpoint's family
+    model: Callable[[], str]  # the loaded checkpoint's family (hosts.families: "sd15", "sdxl"...)
     labels_dir: Callable[[], Path]
     save_image: Callable  # (PIL image, infotext, seed, prompt) -> path of the saved file
     run_job: Callable = lambda work: work()  # runs the refinement (the WebUI: under its queue lock)
@@ -708,7 +708,7 @@ def mask_editor(gr, kind: str, major: int):
 def webui_backend() -> Backend:
     from modules import shared  # type: ignore[import-not-found]
 
-    from ..hosts.webui import WebUIHost, is_sdxl_like, stop_reason
+    from ..hosts.webui import WebUIHost, current_family, stop_reason
     from . import current_settings, run_in_webui_queue, set_progress, use_webui_models_dir
 
     def make_host(sampler_name, scheduler):
@@ -729,7 +729,7 @@ def webui_backend() -> Backend:
         mask = "sketch" if gradio_major() < 4 else "upload"
     return Backend(
         make_host=make_host, settings=current_settings,
-        model=lambda: "sdxl" if is_sdxl_like(shared.sd_model) else "sd15",
+        model=lambda: current_family().key,
         labels_dir=webui_labels_dir, save_image=webui_save, run_job=run_in_webui_queue, should_stop=stop_reason,
         interrupt=lambda: shared.state.interrupt(), image_from_gallery=webui_image_from_gallery,
         loaded_model=loaded_model, mask_editor=mask, register_send=webui_register_send, progress=set_progress,

@@ -88,16 +88,22 @@ def build(is_img2img: bool, learned=lambda: True):
 
 
 def controlnet_model_choices() -> list[str]:
-    """Automatic, None, and the ControlNet models the host lists (empty without ControlNet)."""
-    names = []
+    """Automatic, None, and the ControlNet models the host lists (none without ControlNet), each
+    labelled with the family it is made for ("diffusers_xl_depth_mid [0b666080] (for SDXL)"), those
+    for the loaded checkpoint's family first. A model for another family is never used; the label
+    says so before anyone picks it."""
+    models, family = [], None
     try:
         from ..hosts.controlnet import find_controlnet
+        from ..hosts.webui import current_family
 
         bridge = find_controlnet(None)
-        names = [n for n in (bridge.model_names if bridge else []) if n != "None"]
+        models = bridge.models() if bridge else []
+        family = current_family(load=False).key  # (building the settings page must not load a checkpoint)
     except Exception:  # the settings page must open even if ControlNet is broken
         pass
-    return [AUTOMATIC, "None", *names]
+    models = sorted(models, key=lambda m: (m.family != family, m.family or "~", m.name.lower()))
+    return [AUTOMATIC, "None", *(m.label for m in models)]
 
 
 def setting_component(option: Option):
