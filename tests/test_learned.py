@@ -592,24 +592,28 @@ def test_the_float_encoder_runs_the_int8_files_weights_without_quantized_activat
     from lib_humanrefine.learned.encoder import to_tensor
 
     int8_bytes = (models_ready / models.ENCODER).read_bytes()
-    model, rewritten = dequantize.float_model(int8_bytes)
+    pieces, rewritten = dequantize.float_model(int8_bytes)
+    model = b"".join(pieces)
     assert rewritten == 73  # q, k, v, out and two MLP products in each of 12 layers, and the projection
     graph = next(v for n, _w, v in dequantize._fields(model) if n == dequantize.MODEL_GRAPH)
     ops = [dequantize._node(v).op_type for n, _w, v in dequantize._fields(graph) if n == dequantize.GRAPH_NODE]
     assert "MatMulInteger" not in ops and "DynamicQuantizeLinear" not in ops and ops.count("MatMul") == 97
+    assert ops.count("DequantizeLinear") == 73  # the weights stay INT8: dequantized one matrix at a time
+    assert len(model) < len(int8_bytes)  # no float32 copy of the weights
+    x = to_tensor([whole_image(astronaut)])
+    as_float = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(
+        ["image_embeds"], {"pixel_values": x}
+    )[0]
+    a = as_float[0] / np.linalg.norm(as_float[0])
     if x86_without_vnni():
         pytest.skip(
             "the INT8 file's own output is no reference on an x86 CPU without VNNI: onnxruntime's 8-bit "
             "products saturate there (cosine 0.37 to the float32 embedding on an AVX2-only AMD EPYC)"
         )
-    x = to_tensor([whole_image(astronaut)])
-    as_float = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(
-        ["image_embeds"], {"pixel_values": x}
-    )[0]
     as_int8 = ort.InferenceSession(int8_bytes, providers=["CPUExecutionProvider"]).run(
         ["image_embeds"], {"pixel_values": x}
     )[0]
-    a, b = as_float[0] / np.linalg.norm(as_float[0]), as_int8[0] / np.linalg.norm(as_int8[0])
+    b = as_int8[0] / np.linalg.norm(as_int8[0])
     assert 0.97 < float(a @ b) < 0.99999  # the same weights; only the activations' rounding differs
 
 
@@ -623,9 +627,13 @@ def x86_without_vnni() -> bool:
     return "avx2" in flags and not flags & {"avx512_vnni", "avx_vnni", "amx_int8"}
 
 
-def test_the_encoder_keeps_no_second_copy_of_the_float_model(encoder):
-    # onnxruntime's wrapper would hold the 345 MB of model bytes for a provider fallback
+def test_the_encoder_keeps_no_copy_of_the_model_and_embeds_as_with_float32_weights(encoder, astronaut):
+    # onnxruntime's wrapper would hold the model's bytes for a provider fallback
     assert getattr(encoder.session, "_model_bytes", None) is None
+    # the embedding the encoder gave when it turned the INT8 weights into float32 once at load
+    stored = json.loads((Path(__file__).parent / "data" / "astronaut_embedding_float32_weights.json").read_text())
+    reference = np.array(stored["embedding"])
+    assert float(encoder.embed([whole_image(astronaut)])[0] @ reference) > 0.99999
 
 
 def test_a_file_the_rewrite_does_not_know_is_refused_in_one_line():

@@ -1,14 +1,18 @@
-"""The CLIP tower's INT8 file turned back into float32 matrix products, in memory.
+"""The CLIP tower's INT8 file run with float32 activations: its weights stay INT8 in memory.
 
 The registry file (``clip_encoder.int8.onnx``) was made with onnxruntime's dynamic quantization:
 every linear layer is ``DynamicQuantizeLinear(x) -> MatMulInteger(x_q, W_q) -> Cast -> Mul(scale)``
 with per-column INT8 weights. The activations are quantized per tensor at run time, and that costs
 accuracy: on the development images, grouped cross-validation of the image head gave AUROC 0.73
 with INT8 activations (whole image and its mirror averaged) against 0.76–0.77 with the same weights
-dequantized to float32 (generated images only: 0.60 against 0.63–0.65). So each of those chains is
-replaced here by a float ``MatMul(x, (W_q - zero_point) x scale)``; the nodes and INT8 weights it
-no longer needs are dropped. The weights are the file's own, so its pinned SHA-256 still says what
-runs.
+in float32 (generated images only: 0.60 against 0.63–0.65). So each of those chains is replaced
+here by ``MatMul(x, DequantizeLinear(W_q, scale, zero_point, axis=1))``: the weights stay the file's
+INT8 ones (85 MB) and are turned into float32 one matrix at a time while the model runs, so the
+products see the same float32 weights ``(W_q - zero_point) x scale`` and float32 activations
+(embeddings equal to the ones of weights dequantized once at load, cosine 0.9999999). The nodes it
+no longer needs are dropped; the weights are the file's own, so its pinned SHA-256 still says
+what runs. Before, the weights were turned into float32 once at load: 345 MB of them, 420–490 MB
+resident and a peak near 1.26 GB while loading (``bench`` reports the encoder's memory).
 
 Written by hand on the protobuf wire format rather than with the ``onnx`` package because that
 package needs protobuf >= 3.20.2 and A1111 pins 3.20.0; only a few fields of five ONNX messages
@@ -19,20 +23,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from ..errors import HumanRefineError
 
 # ONNX field numbers (onnx.proto3): ModelProto.graph; GraphProto.node, .initializer, .output;
-# NodeProto.input, .output, .name, .op_type; ValueInfoProto.name; TensorProto.dims, .data_type,
-# .float_data, .int32_data, .name, .raw_data.
+# NodeProto.input, .output, .name, .op_type, .attribute; AttributeProto.name, .i, .type; ValueInfoProto.name;
+# TensorProto.name.
 MODEL_GRAPH = 7
 GRAPH_NODE, GRAPH_INITIALIZER, GRAPH_OUTPUT = 1, 5, 12
-NODE_INPUT, NODE_OUTPUT, NODE_NAME, NODE_OP_TYPE = 1, 2, 3, 4
+NODE_INPUT, NODE_OUTPUT, NODE_NAME, NODE_OP_TYPE, NODE_ATTRIBUTE = 1, 2, 3, 4, 5
+ATTRIBUTE_NAME, ATTRIBUTE_INT, ATTRIBUTE_TYPE, ATTRIBUTE_TYPE_INT = 1, 3, 20, 2
 VALUE_INFO_NAME = 1
-TENSOR_DIMS, TENSOR_DATA_TYPE, TENSOR_FLOAT_DATA, TENSOR_INT32_DATA, TENSOR_NAME, TENSOR_RAW_DATA = 1, 2, 4, 5, 8, 9
-DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8}  # TensorProto.DataType values met here
-FLOAT = 1
+TENSOR_NAME = 8
 VARINT, FIXED64, BYTES, FIXED32 = 0, 1, 2, 5
 
 
@@ -130,64 +131,29 @@ def _node(raw: bytes) -> Node:
     return node
 
 
-def _tensor(raw: bytes) -> tuple[str, np.ndarray]:
-    """Name and values of an initializer: raw data, or (small tensors) float_data / int32_data."""
-    name, dims, dtype, data, ints, floats = "", [], None, None, [], []
-    for number, wire, value in _fields(raw):
-        if number == TENSOR_NAME:
-            name = _text(value)
-        elif number == TENSOR_DIMS:
-            dims.extend([value] if wire == VARINT else _packed_varints(value))
-        elif number == TENSOR_DATA_TYPE:
-            dtype = DTYPES.get(value)
-        elif number == TENSOR_RAW_DATA:
-            data = value
-        elif number == TENSOR_INT32_DATA:
-            ints.extend([value] if wire == VARINT else _packed_varints(value))
-        elif number == TENSOR_FLOAT_DATA:  # packed, or one fixed32 per value
-            floats.append(np.frombuffer(value, "<f4"))
-    if dtype is None:
-        raise CannotDequantize(f"initializer {name!r} has a data type this rewrite does not read")
-    if data is not None:
-        array = np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder("<")).astype(dtype)
-    elif floats:
-        array = np.concatenate(floats).astype(dtype)
-    else:  # int8/uint8 values stored one per int32 field (two's complement varints for negatives)
-        array = np.array([v - (1 << 64) if v >= 1 << 63 else v for v in ints], np.int64).astype(dtype)
-    return name, array.reshape(dims)
-
-
-def _packed_varints(data: bytes) -> list[int]:
-    out, pos = [], 0
-    while pos < len(data):
-        value, pos = _varint(data, pos)
-        out.append(value)
-    return out
-
-
-def _float_tensor(name: str, array: np.ndarray) -> list:
-    """A float32 TensorProto as pieces (its data is the array's own buffer, not a copy)."""
-    array = np.ascontiguousarray(array, dtype="<f4")
-    head = b"".join(
-        [_field(TENSOR_DIMS, VARINT, d) for d in array.shape]
-        + [_field(TENSOR_DATA_TYPE, VARINT, FLOAT), _field(TENSOR_NAME, BYTES, name.encode())]
-    )
-    return [head, *_nested(TENSOR_RAW_DATA, [memoryview(array).cast("B")])]
-
-
-def _matmul_node(name: str, inputs: list[str], output: str) -> bytes:
+def _node_bytes(op_type: str, name: str, inputs: list[str], output: str, **int_attributes: int) -> bytes:
+    """A NodeProto with these inputs, one output and integer attributes."""
+    attributes = [
+        _field(ATTRIBUTE_NAME, BYTES, key.encode())
+        + _field(ATTRIBUTE_INT, VARINT, value)
+        + _field(ATTRIBUTE_TYPE, VARINT, ATTRIBUTE_TYPE_INT)
+        for key, value in int_attributes.items()
+    ]
     return b"".join(
         [_field(NODE_INPUT, BYTES, i.encode()) for i in inputs]
         + [
             _field(NODE_OUTPUT, BYTES, output.encode()),
             _field(NODE_NAME, BYTES, name.encode()),
-            _field(NODE_OP_TYPE, BYTES, b"MatMul"),
+            _field(NODE_OP_TYPE, BYTES, op_type.encode()),
         ]
+        + [_field(NODE_ATTRIBUTE, BYTES, a) for a in attributes]
     )
 
 
-def float_model(int8_model) -> tuple[bytes, int]:
-    """The model with every dynamically quantized MatMul in float32; (model bytes, MatMuls rewritten).
+def float_model(int8_model) -> tuple[list, int]:
+    """The model with every dynamically quantized MatMul in float32 on its INT8 weights dequantized
+    as it runs; (the model as pieces of bytes, MatMuls rewritten). The pieces are views of
+    ``int8_model`` where they can be (write them out, or ``b"".join`` them, while it is alive).
 
     CannotDequantize (one line) when the bytes are not such a model."""
     try:
@@ -198,7 +164,7 @@ def float_model(int8_model) -> tuple[bytes, int]:
         ) from None
 
 
-def _rewrite(int8_model) -> tuple[bytes, int]:
+def _rewrite(int8_model) -> tuple[list, int]:
     model = _fields(int8_model)
     graphs = [value for number, wire, value in model if number == MODEL_GRAPH and wire == BYTES]
     if len(graphs) != 1:
@@ -221,13 +187,8 @@ def _rewrite(int8_model) -> tuple[bytes, int]:
         for i in n.inputs:
             consumers.setdefault(i, []).append(n)
 
-    def weights(name: str) -> np.ndarray:
-        if name not in tensors:
-            raise CannotDequantize(f"{name!r} is not an initializer")
-        return _tensor(tensors[name])[1]
-
     replaced: dict[int, Node | None] = {}  # id(node) -> its float replacement, or None: drop it
-    new_tensors = []
+    dequantized: dict[str, Node] = {}  # INT8 weight -> the node that turns it into float32 as the model runs
     for n in nodes:
         if n.op_type != "MatMulInteger":
             continue
@@ -242,16 +203,20 @@ def _rewrite(int8_model) -> tuple[bytes, int]:
             raise CannotDequantize(f"MatMulInteger {n.name!r} is not a dynamic-quantization chain") from None
         if quantize.op_type != "DynamicQuantizeLinear" or cast.op_type != "Cast" or scale_mul.op_type != "Mul":
             raise CannotDequantize(f"MatMulInteger {n.name!r} is not a dynamic-quantization chain")
-        w = (weights(w_q).astype(np.float32) - weights(w_zero).astype(np.float32)) * weights(w_scale).astype(np.float32)
+        if not {w_q, w_zero, w_scale} <= tensors.keys():
+            raise CannotDequantize(f"MatMulInteger {n.name!r} has weights that are not initializers")
         float_name = f"{w_q}_float32"
-        new_tensors.append(_float_tensor(float_name, w))
-        matmul = _matmul_node(f"{n.name}_float32", [quantize.inputs[0], float_name], scale_mul.outputs[0])
+        if w_q not in dequantized:
+            node = _node_bytes("DequantizeLinear", f"{w_q}_dequantize", [w_q, w_scale, w_zero], float_name, axis=1)
+            dequantized[w_q] = _node(node)
+        matmul = _node_bytes("MatMul", f"{n.name}_float32", [quantize.inputs[0], float_name], scale_mul.outputs[0])
         replaced[id(n)] = _node(matmul)
         replaced[id(cast)] = replaced[id(scale_mul)] = None
     if not replaced:
         raise CannotDequantize("the encoder file has no quantized MatMul")
 
-    kept = [m for m in (replaced.get(id(n), n) for n in nodes) if m is not None]
+    # each weight's DequantizeLinear first (nodes are sorted topologically by onnxruntime anyway)
+    kept = list(dequantized.values()) + [m for m in (replaced.get(id(n), n) for n in nodes) if m is not None]
     while True:  # drop nodes whose outputs nothing uses any more (the quantizers, the scale products)
         used = outputs | {i for n in kept for i in n.inputs}
         alive = [n for n in kept if any(o in used for o in n.outputs)]
@@ -260,7 +225,7 @@ def _rewrite(int8_model) -> tuple[bytes, int]:
         kept = alive
 
     # Field order does not matter in protobuf: every other field as it was, then the nodes and
-    # the initializers still used, then the float weights.
+    # the initializers still used.
     graph_out: list = []
     for number, wire, value in graph:
         if number in (GRAPH_NODE, GRAPH_INITIALIZER):
@@ -270,8 +235,6 @@ def _rewrite(int8_model) -> tuple[bytes, int]:
     for name, tensor in tensors.items():
         if name in used:
             graph_out.extend(_nested(GRAPH_INITIALIZER, [tensor]))
-    for tensor in new_tensors:
-        graph_out.extend(_nested(GRAPH_INITIALIZER, tensor))
     model_out: list = []
     for number, wire, value in model:
         if number == MODEL_GRAPH:
@@ -280,4 +243,4 @@ def _rewrite(int8_model) -> tuple[bytes, int]:
             model_out.extend(_nested(number, [value]))
         else:
             model_out.append(_field(number, wire, value))
-    return b"".join(model_out), len(new_tensors)
+    return model_out, sum(node is not None for node in replaced.values())
