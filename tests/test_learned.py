@@ -251,6 +251,10 @@ def test_groups_follow_source_repository_and_prompt(shared_data):
     assert main.group(shared_data / "real" / "opencvdoc_handSrc.jpg") == "debian:opencv-doc"
     annotated = data.FolderInfo(shared_data / "annotated")
     assert annotated.group(shared_data / "annotated" / "hastings_sdxl_pizza_02.jpg") == "prompt:people eating pizza"
+    # the annotated study's repository: its other files by their prompt folder, so no prompt is on both sides
+    assert main.group(shared_data / "gen" / "hastings_sdxl_hug_08.jpg") == "prompt:couple hugging"
+    assert main.group(shared_data / "gen" / "hastings_sdxl_jogging_08.jpg") == "prompt:person jogging"
+    assert main.group(shared_data / "gen" / "impact_simple_refined.png") == "ltdrdata/ComfyUI-extension-tutorials"
 
 
 def _tiny_set(shared_data, folder):

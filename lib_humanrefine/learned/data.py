@@ -83,7 +83,7 @@ class FolderInfo:
             for row in _read_csv(labels):
                 if row.get("path") and row.get("group"):
                     self.groups[(self.folder / row["path"]).resolve()] = row["group"]
-        self.provenance: list[tuple[str, str]] = []
+        self.provenance: list[tuple[str, str, str]] = []  # (local file pattern, repository, path in it)
         self.root = self.folder
         for parent in (self.folder, *list(self.folder.parents)[:2]):
             tsv = parent / "provenance.tsv"
@@ -93,8 +93,20 @@ class FolderInfo:
                     lines = tsv.read_text(encoding="utf-8-sig").splitlines()[1:]
                 except UnicodeDecodeError:
                     raise BadImage(f"{tsv}: not UTF-8 text; save it as UTF-8") from None
-                self.provenance = [(c[0], c[1].split()[0]) for c in (ln.split("\t") for ln in lines) if len(c) > 1]
+                self.provenance = [
+                    (c[0], c[1].split()[0], c[2] if len(c) > 2 else "")
+                    for c in (ln.split("\t") for ln in lines)
+                    if len(c) > 1 and c[1].split()
+                ]
                 break
+        # Repositories that also gave an annotated folder (an annotations.csv, its images grouped by
+        # prompt): their other files are grouped by the folder they have there, the prompt
+        # (images/sdXL/couple_hugging/x.jpg: "prompt:couple hugging"), so a prompt is never on both sides.
+        self.prompt_repos = {
+            repo
+            for pattern, repo, _p in self.provenance
+            if (self.root / pattern.split("/")[0] / "annotations.csv").is_file()
+        }
 
     def _relative(self, path: Path) -> str:
         try:
@@ -112,7 +124,8 @@ class FolderInfo:
             return None
 
     def group(self, path: Path, explicit: str = "") -> str:
-        """``group`` column > annotations prompt > provenance repository > the file itself."""
+        """``group`` column > annotations prompt > provenance repository (its prompt folder for a
+        repository that gave an annotated folder) > the file itself."""
         explicit = explicit or self.groups.get(Path(path).resolve(), "")
         if explicit:
             return explicit
@@ -120,12 +133,16 @@ class FolderInfo:
         if row and row.get("prompt"):
             return "prompt:" + row["prompt"]
         rel, name = self._relative(path), Path(path).name
-        for pattern, repo in self.provenance:
-            if fnmatch.fnmatchcase(rel, pattern):
-                return repo
-        for pattern, repo in self.provenance:  # same file listed under another folder name
-            if pattern.rsplit("/", 1)[-1] == name:
-                return repo
+        for matches in (
+            lambda pattern: fnmatch.fnmatchcase(rel, pattern),
+            lambda pattern: pattern.rsplit("/", 1)[-1] == name,  # same file listed under another folder name
+        ):
+            for pattern, repo, in_repo in self.provenance:
+                if matches(pattern):
+                    prompt = in_repo.split("/")[-2] if in_repo.count("/") >= 1 else ""
+                    if repo in self.prompt_repos and prompt:
+                        return "prompt:" + prompt.replace("_", " ").lower()
+                    return repo
         return "file:" + rel
 
 
