@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import threading
 from pathlib import Path
 
@@ -85,21 +84,19 @@ def to_tensor(crops: list[np.ndarray]) -> np.ndarray:
 
 def _session(ort, path: Path, options):
     """The rewritten model (``dequantize.float_model``) as an onnxruntime session, loaded from a
-    temporary file: given the model's bytes, onnxruntime parses them into a second copy, and the
-    Python wrapper keeps a third to rebuild the session on a fallback (load-time peak 265 MB against
-    186 MB from a file, whose copy is deleted as soon as the session holds the weights)."""
+    temporary file deleted as soon as the session holds the weights: given the model's bytes,
+    onnxruntime parses them into a second copy while our copy is still alive."""
+    from ..atomic import scratch_file
     from .dequantize import float_model
 
     pieces, _rewritten = float_model(path.read_bytes())
     try:
-        handle, name = tempfile.mkstemp(prefix="humanrefine-encoder-", suffix=".onnx")
+        name = scratch_file(pieces, ".onnx")
     except OSError:  # no writable temporary folder: from the bytes
         return ort.InferenceSession(b"".join(pieces), options, providers=["CPUExecutionProvider"])
+    del pieces
     try:
-        with os.fdopen(handle, "wb") as fh:
-            fh.writelines(pieces)
-        del pieces
-        return ort.InferenceSession(name, options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(name), options, providers=["CPUExecutionProvider"])
     finally:
         with contextlib.suppress(OSError):
             os.remove(name)
