@@ -3,10 +3,11 @@
 The registry's file is an INT8 export that quantizes activations at run time; ``dequantize``
 rewrites it so that every matrix product runs in float32 on the file's INT8 weights, turned into
 float32 one matrix at a time as the model runs. The weights stay INT8 in memory (85 MB): the
-encoder holds about 185 MB once it has run, and loading it peaks no higher; turning all weights
-into float32 once at load, as before, held 420–490 MB and peaked near 1.26 GB while loading, for
-the same embeddings (cosine 0.9999999). The INT8 activations cost accuracy (see ``dequantize``)
-and did not steady the verdicts under re-compression either.
+encoder holds about 140–165 MB once it has run, and loading it raises the process by at most
+190 MB; turning all weights into float32 once at load, as before, held 420–490 MB and peaked near
+1.26 GB while loading, for the same embeddings (cosine 0.9999999) at the same speed. The INT8
+activations cost accuracy (see ``dequantize``) and did not steady the verdicts under re-compression
+either.
 
 One session per process. A crop is a square region of the image (padded with CLIP's mean colour
 where it leaves the image) resized to 224 px with area interpolation; the diagnosis embeds the

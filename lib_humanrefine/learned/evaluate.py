@@ -280,7 +280,8 @@ def teach_curve(features: list[Features], held_out_heads: dict, ks=TEACH_K, draw
                     "auroc_after": round(float(np.mean([g[1] for g in gains])), 4),
                 }
         if not per_group:
-            curve[str(k)] = {"groups": 0, "note": f"no held-out group has more than {k} pictures with both labels left"}
+            note = f"no held-out group keeps pictures of both labels once {k} are taught"
+            curve[str(k)] = {"groups": 0, "note": note}
             continue
         gain = np.mean([g["auroc_after"] - g["auroc_before"] for g in per_group.values()])
         curve[str(k)] = {
