@@ -125,6 +125,21 @@ def encoded(image, fmt: str = "PNG", **options) -> bytes:
     return buffer.getvalue()
 
 
+def scratch_file(pieces, suffix: str = "") -> Path:
+    """A new temporary file holding these pieces of bytes, for a library that reads only from a path
+    (not an output: the caller removes it once read). OSError where no temporary file can be written;
+    a file written only in part is removed."""
+    handle, name = tempfile.mkstemp(prefix="humanrefine-", suffix=suffix)
+    try:
+        with os.fdopen(handle, "wb") as fh:
+            fh.writelines(pieces)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(name)
+        raise
+    return Path(name)
+
+
 def npz_bytes(**arrays) -> bytes:
     """Arrays as a compressed ``.npz`` in memory (plain arrays only: it is read with allow_pickle=False)."""
     buffer = io.BytesIO()

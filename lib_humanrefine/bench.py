@@ -265,7 +265,10 @@ def run_bench(
             }  # fmt: skip
     if skipped:
         result["skipped"] = skipped
-    return json_safe(result)  # a figure without both labels is NaN: null in JSON
+    result = json_safe(result)  # a figure without both labels is NaN: null in JSON
+    if learned_bench and progress:
+        print(benchfig.format_table(result), file=progress)
+    return result
 
 
 def refine_acceptance(

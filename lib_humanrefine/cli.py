@@ -144,9 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds to wait for each image's answer (default: %(default)g; a refine waits in the "
                    "WebUI's queue)")  # fmt: skip
 
-    t = sub.add_parser("train", help="fit the learned heads on labelled folders (needs scikit-learn)")
+    t = sub.add_parser("train", help="add your labelled pictures to the bundled learned heads (or --fresh: fit anew)")
     t.add_argument("--data", type=Path, nargs="+", required=True, help="folders with labels.csv (see README)")
     t.add_argument("--out", type=Path, required=True, help="heads file to write (.npz)")
+    t.add_argument("--fresh", action="store_true", help="fit the heads on these folders alone, as the bundled ones "
+                   "were (needs scikit-learn and hundreds of labelled pictures from many prompts)")  # fmt: skip
 
     m = sub.add_parser("models", help="fetch or check the model files (MediaPipe detectors, CLIP encoder)")
     m.add_argument("action", choices=["fetch", "check"])
@@ -510,6 +512,7 @@ class _ClosedPipeSafe:
 
 def cmd_train(args) -> int:
     from .atomic import output_file
+    from .learned import heads as heads_mod
     from .learned.train import train
 
     _require_models()
@@ -517,30 +520,49 @@ def cmd_train(args) -> int:
     if args.out.suffix != ".npz":
         raise BadArgument(f"--out must name a .npz file, got {args.out}")
     output_file(args.out, "--out", example="heads.npz")  # before the embedding work (a missing folder is created)
+    base = None
+    if not args.fresh:
+        base = heads_mod.load(heads_mod.BUNDLED, encoder_sha256=models.MODELS[models.ENCODER].sha256)
     skipped: list[dict] = []
-    heads = train(args.data, args.out, progress=sys.stderr, skipped=skipped)  # this call's stream, not import time's
+    heads = train(args.data, args.out, progress=sys.stderr, skipped=skipped, base=base)  # this call's stream
     info = heads.info
-    print(
-        f"trained on {info['images']} images ({info['malformed']} malformed) in {info['groups']} groups; "
-        f"part labels {info['part_labels']}; landmark weight {heads.landmark_weight}; "
-        f"re-save directions ignored {info.get('nuisance_directions', 0)}; "
-        f"C {info.get('C')} (grouped out-of-fold AUROC per C: {info.get('C_out_of_fold_auroc')})"
-    )
-    between = info.get("by_severity") or {}
-    if between.get("images"):
+    if base is None:
         print(
-            f"also fitted on {between['images']} images that annotations.csv scores and labels.csv leaves out, "
-            f"labelled by their severity ({between['malformed']} malformed)"
+            f"trained on {info['images']} images ({info['malformed']} malformed, {info['generated']} generated) in "
+            f"{info['groups']} groups; part labels {info['part_labels']}; image head C {info.get('C')}"
         )
-    kinds = ", ".join(heads.kind.kinds) if heads.kind else "none (fewer than two kinds known worst in enough images)"
-    print(f"kind head: {kinds}; images by worst kind {info.get('worst_kind_images')}")
-    oof = info.get("out_of_fold") or {}
-    print(f"grouped out-of-fold AUROC {oof.get('auroc')}; presets {oof.get('presets')}")
-    print(f"heads written to {args.out}")
+        kinds = ", ".join(heads.kind.kinds) if heads.kind else "none (fewer than two kinds known worst often enough)"
+        print(f"kind head: {kinds}; images by worst kind {info.get('worst_kind_images')}")
+        oof = info.get("out_of_fold") or {}
+        presets = f"presets on {oof.get('presets_set_on')}: {oof.get('presets')}"
+        print(f"grouped out-of-fold AUROC {oof.get('auroc')}; {presets}")
+    else:
+        taught = info["taught"]
+        print(
+            f"added to the bundled heads' training ({base.info.get('images')} development pictures): "
+            f"{taught['images']} whole picture(s) ({taught['malformed']} malformed), each counting "
+            f"{taught['weight']:g} development pictures; part crops {taught['part_rows']} (shares of the blame "
+            f"{heads.blame})"
+        )
+        held_out = taught.get("held_out_auroc")
+        if taught["image_head_changed"] and held_out:
+            print(
+                f"your {held_out['pictures']} pictures, each scored by the head taught with the others: AUROC "
+                f"{held_out['before']} with the bundled heads, {held_out['after']} taught (a hint: few pictures)"
+            )
+        for warning in taught["warnings"]:
+            print(f"warning: {warning}", file=sys.stderr)
+    print(f"heads written to {args.out}; use them with --heads {args.out} or copy them to {_user_heads_path()}")
     if skipped:
         print(f"{len(skipped)} image(s) could not be read or diagnosed (named above) and were left out")
         return EXIT_USAGE
     return EXIT_OK
+
+
+def _user_heads_path() -> Path:
+    from .learned import USER_HEADS
+
+    return models.models_dir() / USER_HEADS
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,6 +35,59 @@ _lock = threading.Lock()  # two clicks in one process wait here, not by polling 
 
 
 @dataclass
+class Holdings:
+    """What a labels folder holds: whole pictures by verdict, part crops by kind."""
+
+    malformed: int = 0
+    fine: int = 0
+    crops: dict[str, int] | None = None
+
+    @property
+    def verdicts(self) -> int:
+        return self.malformed + self.fine + sum((self.crops or {}).values())
+
+
+def holdings(folder: str | Path) -> Holdings:
+    """Count the verdicts of ``folder``'s labels.csv (none when it has no such file)."""
+    csv_path = Path(folder) / "labels.csv"
+    found = Holdings(crops={part: 0 for part in PARTS[1:]})
+    if not csv_path.is_file():
+        return found
+    _columns, rows = _rows(csv_path)
+    for _n, row in rows:
+        part = (row.get("part") or "image").lower()
+        if row.get("label") not in ("0", "1"):
+            continue
+        if part == "image":
+            found.malformed += row["label"] == "1"
+            found.fine += row["label"] == "0"
+        elif part in found.crops:
+            found.crops[part] += 1
+    return found
+
+
+def train_note(folder: str | Path) -> str:
+    """One paragraph for the tab: how many verdicts the labels folder holds and what ``train`` would
+    do with them (its command, and why it would change little where it would)."""
+    from . import models
+    from .learned.train import TEACH_WEIGHT, labels_warnings
+
+    held = holdings(folder)
+    crops = sum(held.crops.values())
+    pictures = held.malformed + held.fine
+    kinds = ", ".join(f"{n} {'people' if k == 'body' else k + 's'}" for k, n in held.crops.items() if n)
+    text = (
+        f"The labels folder holds {held.verdicts} verdict(s): {pictures} whole picture(s) ({held.malformed} "
+        f"malformed, {held.fine} fine) and {crops} part crop(s){f' ({kinds})' if kinds else ''}. "
+        f"`train` would add the whole pictures to the bundled heads' training, each counting {TEACH_WEIGHT:g} of "
+        f"its pictures, and the crops to each kind's share of the blame: "
+        f"`{models.cli_command(['train', '--data', str(folder), '--out', 'my_heads.npz'])}`."
+    )
+    warnings = labels_warnings(held.malformed, held.fine, crops)
+    return text + "".join(f" Note: {w}." for w in warnings)
+
+
+@dataclass
 class Taught:
     path: Path  # the PNG written (or found already there)
     row: int  # line number of the row in labels.csv (1 = header)

@@ -484,7 +484,7 @@ def test_train_duplicate_rows_and_folders(models_ready, cli, four, tmp_path, no_
 
 def test_train_one_class_is_refused_before_the_embedding(models_ready, cli, four, tmp_path, no_embedding):
     (four / "labels.csv").write_text("path,label\na.png,1\nb.png,1\nc.png,1\nd.png,1\n")
-    code, _, err = cli("train", "--data", four, "--out", tmp_path / "h.npz")
+    code, _, err = cli("train", "--fresh", "--data", four, "--out", tmp_path / "h.npz")
     assert code == 2 and one_error_line(err) == (
         "error: training needs at least 2 malformed and 2 normal whole images (part image, label 1 and 0); "
         "the labels have 4 malformed and 0 normal"
@@ -498,13 +498,26 @@ def test_train_names_and_skips_an_unreadable_image(models_ready, cli, four, tmp_
     (four / "f.png").write_bytes((four / "c.png").read_bytes()[:2000])  # truncated
     with open(four / "labels.csv", "a") as fh:
         fh.write("e.png,0\nf.png,0\n")
-    code, out, err = cli("train", "--data", four, "--out", tmp_path / "h.npz")
+    code, out, err = cli("train", "--fresh", "--data", four, "--out", tmp_path / "h.npz")
     errors = [line for line in err.splitlines() if line.startswith("error: ")]
     assert code == 2 and len(errors) == 2 and "Traceback" not in err
     assert errors[0].startswith(f"error: {four / 'e.png'}: ") and errors[0].endswith(f"({four / 'labels.csv'}:6)")
     assert errors[1].startswith(f"error: {four / 'f.png'}: damaged or truncated image")
-    assert "trained on 4 images (2 malformed)" in out and (tmp_path / "h.npz").is_file()
+    assert "trained on 4 images (2 malformed" in out and (tmp_path / "h.npz").is_file()
     assert "2 image(s) could not be read or diagnosed (named above) and were left out" in out
+    # added to the bundled heads (the default), the same images are named and skipped the same way
+    code, out, err = cli("train", "--data", four, "--out", tmp_path / "mine.npz")
+    assert code == 2 and len([line for line in err.splitlines() if line.startswith("error: ")]) == 2
+    assert "4 whole picture(s) (2 malformed)" in out and (tmp_path / "mine.npz").is_file()
+
+
+def test_train_on_top_of_the_bundled_heads_takes_one_sided_labels_and_says_they_change_nothing(
+    models_ready, cli, four, tmp_path
+):
+    (four / "labels.csv").write_text("path,label\na.png,1\nb.png,1\nc.png,1\nd.png,1\n")
+    code, out, err = cli("train", "--data", four, "--out", tmp_path / "h.npz")
+    assert code == 0 and "4 whole picture(s) (4 malformed)" in out
+    assert "warning: the labels hold 4 malformed and 0 fine whole picture(s)" in err and "mark both kinds" in err
 
 
 # --- bench: each picture scored once; a CSV of part crops named as such --------------------------

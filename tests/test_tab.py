@@ -102,6 +102,23 @@ def test_verdicts_create_the_csv_append_rows_and_never_overwrite(tmp_path):
     assert np.array_equal(np.asarray(Image.open(first.path)), crop)
 
 
+def test_the_labels_folder_says_how_many_verdicts_it_holds_and_what_train_would_use(tmp_path):
+    folder = tmp_path / "labels"
+    assert "holds 0 verdict(s)" in teach.train_note(folder) and "mark both kinds" in teach.train_note(folder)
+    for n in range(3):
+        teach.add(folder, np.full((8, 8, 3), n, np.uint8), 1, "image", "generated-user")
+    teach.add(folder, np.full((8, 8, 3), 50, np.uint8), 0, "hand")
+    teach.add(folder, np.full((8, 8, 3), 60, np.uint8), 1, "body")
+    held = teach.holdings(folder)
+    assert (held.malformed, held.fine, held.crops, held.verdicts) == (3, 0, {"hand": 1, "face": 0, "body": 1}, 5)
+    note = teach.train_note(folder)
+    assert "holds 5 verdict(s): 3 whole picture(s) (3 malformed, 0 fine) and 2 part crop(s) (1 hands, 1 people)" in note
+    assert f"train --data {folder} --out my_heads.npz" in note and "fewer than 2 fine ones" in note
+    for n in range(4):
+        teach.add(folder, np.full((8, 8, 3), 100 + n, np.uint8), 0, "image")
+    assert "only 7 whole pictures" in teach.train_note(folder)
+
+
 def test_an_existing_csv_keeps_its_columns_and_rows(tmp_path):
     (tmp_path / "labels.csv").write_text("path,label,kind,part,group\nold.png,1,photo,image,g1", encoding="utf-8")
     taught = teach.add(tmp_path, np.zeros((8, 8, 3), np.uint8), 0, "face")

@@ -36,15 +36,17 @@ class Signal:
         return self.score if self.evidence is None else self.evidence
 
 
-def worst_first(scores: list[float], kinds: list[str], boxes: list) -> list[int]:
-    """Part indices, worst first. Equal scores are common (the learned check gives every hand of an
-    image the same score unless landmark evidence tells them apart); they go hands, faces, bodies,
-    then the larger part first: the more visible one, and on the FoundHand images with two equally
-    scored hands (3 of 13) the one holding the malformed region every time."""
+def worst_first(scores: list[float], kinds: list[str], boxes: list, evidence: list[float] | None = None) -> list[int]:
+    """Part indices, worst first. Equal scores are common (the learned check gives every part of a
+    kind the same score); they go hands, faces, bodies, then by the landmark signals' own ``evidence``
+    (which stays out of the learned score), then the larger part first: the more visible one, and on
+    the FoundHand images with two equally scored hands (3 of 13) the one holding the malformed region
+    every time."""
 
     def key(i: int) -> tuple:
         x0, y0, x1, y1 = boxes[i]
-        return (-scores[i], KINDS.index(kinds[i]) if kinds[i] in KINDS else len(KINDS), -(x1 - x0) * (y1 - y0))
+        kind = KINDS.index(kinds[i]) if kinds[i] in KINDS else len(KINDS)
+        return (-scores[i], kind, -(evidence[i] if evidence else 0.0), -(x1 - x0) * (y1 - y0))
 
     return sorted(range(len(scores)), key=key)
 
@@ -75,14 +77,25 @@ class Part:
         return combine(self.signals)
 
     @property
+    def landmark_evidence(self) -> float:
+        """The landmark signals' own evidence (noisy-or of their strengths), whatever weight they carry."""
+        keep = 1.0
+        for s in self.signals:
+            if s.name != "learned":
+                keep *= 1.0 - min(max(s.strength, 0.0), 1.0)
+        return 1.0 - keep
+
+    @property
     def reasons(self) -> list[str]:
-        strong = sorted((s for s in self.signals if s.strength >= self.REASON_MIN), key=lambda s: -s.score)
+        # what each adds to the score first, then (signals weighted alike, e.g. at 0) their own strength
+        strong = [s for s in self.signals if s.strength >= self.REASON_MIN]
+        strong.sort(key=lambda s: (-s.score, -s.strength))
         return [s.reason for s in strong]
 
     @property
     def main_category(self) -> str:
         strong = [s for s in self.signals if s.category and s.strength >= self.REASON_MIN]
-        return max(strong, key=lambda s: s.score).category if strong else self.category
+        return max(strong, key=lambda s: (s.score, s.strength)).category if strong else self.category
 
     def label(self) -> str:
         who = f"P{self.person + 1} " if self.person is not None else ""
@@ -104,7 +117,8 @@ class Diagnosis:
 
     @property
     def score(self) -> float:
-        """The image's score: its highest part score; with no part found, the learned image score (else 0)."""
+        """The image's score: its highest part score (with the learned check, the image score, which the
+        most blamed kind's parts carry); with no part found, the learned image score (else 0)."""
         if not self.parts:
             return self.image_score or 0.0
         return max(p.score for p in self.parts)
@@ -115,7 +129,9 @@ class Diagnosis:
 
     def worst_first(self) -> list[int]:
         """Indices into ``parts``, worst first (see ``worst_first``)."""
-        return worst_first([p.score for p in self.parts], [p.kind for p in self.parts], [p.box for p in self.parts])
+        parts = self.parts
+        scores, kinds, boxes = [p.score for p in parts], [p.kind for p in parts], [p.box for p in parts]
+        return worst_first(scores, kinds, boxes, [p.landmark_evidence for p in parts])
 
     def flagged(self) -> list[Part]:
         """The parts at or above the threshold, worst first."""

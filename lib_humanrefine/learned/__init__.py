@@ -1,11 +1,12 @@
 """The learned check: the CLIP image embedding of the whole image, scored by trained heads.
 
-Whether an image is malformed comes from the image head (calibrated probability); which part is
-to blame from the landmark signals and each kind's share of the blame: each part gets a learned
-signal of ``image score x its kind's share``, where the most blamed kind present has share 1
-(``Heads.part_shares``: shares counted in training, with the kind head ranking hands and people
-in each image). The landmark signals stay, at a small weight
-(``Heads.landmark_weight``, fixed by training: ``train.LANDMARK_WEIGHT``).
+Whether an image is malformed comes from the image head alone (a plain probe, calibrated); which
+part is to blame from each kind's share of the blame and the landmark signals: each part gets a
+learned signal of ``image score x its kind's share``, where the most blamed kind present has share
+1 (``Heads.part_shares``: shares counted in training, with the kind head ranking hands and people
+in each image), and among parts of one kind the landmark signals' own evidence goes first
+(``diagnose.types.worst_first``). The landmark signals stay as reasons; their weight in the score
+(``Heads.landmark_weight``) is 0 for heads version 6 (``train.LANDMARK_WEIGHT``).
 
 Optional by design: without onnxruntime, the encoder file or usable heads, ``learned_check``
 returns a one-line note and the diagnosis keeps its landmark signals.

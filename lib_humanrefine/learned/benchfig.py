@@ -1,8 +1,11 @@
-"""The learned check's part of ``bench``: encoder memory, latency without it, verdict stability under
-re-compression, the shipped heads' presets, and the cross-validated figures (``evaluate.crossval``)."""
+"""The learned check's part of ``bench``: encoder memory (resident and its load-time peak), latency
+without it, verdict stability under re-compression, the shipped heads' presets, and the
+cross-validated figures (``evaluate.crossval``: prompt-grouped separation, held-out presets, the
+teach loop), also printed as a table (``format_table``)."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import TextIO
@@ -11,7 +14,30 @@ import numpy as np
 
 from .. import models
 from .data import RECOMPRESSIONS, FolderInfo, Sample, fingerprint, recompressed
-from .train import Features, features_from_diagnosis, resave_embeddings
+from .train import Features, features_from_diagnosis
+
+
+def peak_mb() -> float | None:
+    """The process's peak resident memory (Linux VmHWM) in MB (10^6 bytes, as ``bench.rss_mb``); None where unknown."""
+    try:
+        with open("/proc/self/status") as fh:
+            return next(int(line.split()[1]) * 1024 / 1e6 for line in fh if line.startswith("VmHWM:"))  # kB
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
+def reset_peak() -> bool:
+    """Start the peak (VmHWM) again from the present resident memory (Linux ``clear_refs``)."""
+    try:
+        handle = os.open("/proc/self/clear_refs", os.O_WRONLY)  # a kernel control, not a file written
+    except OSError:
+        return False
+    try:
+        return os.write(handle, b"5") == 1
+    except OSError:
+        return False
+    finally:
+        os.close(handle)
 
 
 class LearnedBench:
@@ -21,11 +47,15 @@ class LearnedBench:
         from .encoder import SIZE
 
         self.threshold = threshold
+        peak_known = reset_peak()
         before = rss_mb()
         encoder, heads, note = status()
         if encoder is not None:  # load and run once: the memory a WebUI process pays for the check
             encoder.embed([np.zeros((SIZE, SIZE, 3), np.uint8)])
         self.rss_mb_encoder = round(rss_mb() - before, 1) if encoder is not None else None
+        peak = peak_mb()
+        # the highest the process went above its memory before loading, while loading and running once
+        self.peak_mb_encoder = round(peak - before, 1) if encoder is not None and peak_known and peak else None
         self.encoder, self.heads, self.note, self.heads_file = encoder, heads, note, heads_path()
         self.features: list[Features] = []
         self.scores: list[tuple[float, int]] = []
@@ -35,7 +65,6 @@ class LearnedBench:
         self.swings: list[tuple[float, str]] = []
         self.no_learned_ms: list[float] = []
         self.info: dict[Path, FolderInfo] = {}
-        self.labelled: dict[Path, list[Sample]] = {}  # per folder, the images bench scores, as labelled here
 
     def time_without_learned(self, image: np.ndarray, tta: bool) -> None:
         from ..diagnose import diagnose_image
@@ -49,7 +78,6 @@ class LearnedBench:
         folder = item.folder or item.path.parent
         info = self.info.setdefault(folder, FolderInfo(folder))
         sample = Sample(item.path, item.label, "image", item.kind, info.group(item.path), info.severity(item.path))
-        self.labelled.setdefault(folder, []).append(sample)
         self.scores.append((diagnosis.score, item.label))
         features = features_from_diagnosis(sample, diagnosis, mask)
         if features is None:
@@ -60,7 +88,6 @@ class LearnedBench:
         if mask is not None:
             self.masks[index] = mask
         self.features.append(features)
-        features.resaves = resave_embeddings(self.encoder, image)  # the held-out heads train as ``train`` does
         if stability:
             scores = [diagnosis.score]  # the decoded pixels themselves = the PNG copy
             copies = []
@@ -72,17 +99,6 @@ class LearnedBench:
                     copies.append(copy)
             self.copies[index] = copies
             self.swings.append((max(scores) - min(scores), item.path.name))
-
-    def between_features(self, progress: TextIO | None = None) -> list[Features]:
-        """The images of the benchmarked folders that ``annotations.csv`` scores and the labels in use
-        leave out, labelled by severity (``data.between_samples``): cross-validation trains on them as
-        ``train`` does. Judged against the labels bench scores (``--labels`` or ``labels.csv``), so an
-        image bench scores is never also one of them."""
-        from .data import between_samples
-        from .train import extract
-
-        samples = [s for folder, labelled in self.labelled.items() for s in between_samples(folder, labelled)]
-        return extract(samples, progress, self.encoder) if samples else []
 
     def figures(self, progress: TextIO | None = None) -> dict:
         from ..bench import _percentiles
@@ -107,6 +123,7 @@ class LearnedBench:
                 "heads": str(self.heads_file),
                 "note": self.note,
                 "rss_mb_encoder": self.rss_mb_encoder,
+                "peak_mb_encoder_load": self.peak_mb_encoder,
                 "images_the_heads_were_trained_on": self.in_training,
                 "presets_on_these_images": presets,
             },
@@ -128,11 +145,77 @@ class LearnedBench:
 
                 start = time.perf_counter()
                 sha = models.MODELS[models.ENCODER].sha256
-                between = self.between_features(progress)
-                out["learned_cv"] = crossval(self.features + between, sha, self.masks, self.copies)
-                out["learned_cv"]["trained_also_by_severity"] = len(between)
+                out["learned_cv"] = crossval(self.features, sha, self.masks, self.copies)
                 if progress:
                     print(f"cross-validation: {time.perf_counter() - start:.0f} s", file=progress)
             except HumanRefineError as exc:  # scikit-learn is a development requirement
                 out["learned_cv"] = {"skipped": str(exc)}
         return out
+
+
+def format_table(result: dict) -> str:
+    """The learned check's figures of a ``bench`` result as text: memory and latency, the held-out
+    separation per kind of image, the held-out presets and the teach loop's curve."""
+    learned = result.get("learned") or {}
+    cv = result.get("learned_cv") or {}
+    lines = ["learned check"]
+    with_check = result.get("latency_1024px_le2_people") or {}
+    without = result.get("latency_1024px_le2_people_no_learned") or {}
+    lines.append(
+        f"  encoder memory: {learned.get('rss_mb_encoder')} MB resident after its first run, "
+        f"peak {learned.get('peak_mb_encoder_load')} MB above the process's memory before loading"
+    )
+    lines.append(
+        f"  latency ~1024 px, <= 2 people: p50 {with_check.get('p50')} ms with it, {without.get('p50')} ms without "
+        f"(p95 {with_check.get('p95')} / {without.get('p95')}, n = {with_check.get('n')})"
+    )
+    if "skipped" in cv or not cv:
+        lines.append(f"  cross-validation: {cv.get('skipped', 'not run')}")
+        return "\n".join(lines)
+    lines.append(f"  held out: {cv['protocol']}")
+    lines.append(f"  {'images':32} {'AUROC':>6} {'recall@10%FA':>13} {'malformed':>10} {'normal':>7}   landmarks alone")
+    names = {
+        "generated_only": "generated only",
+        "generated_malformed_vs_photos": "generated malformed vs photos",
+        "prompt_groups": "prompt groups (generated)",
+        "all": "all",
+    }
+    for key, name in names.items():
+        if key in cv:
+            s, lm = cv[key], cv["landmark_signals_alone"].get(key, {})
+            lines.append(
+                f"  {name:32} {s['auroc']:6.3f} {s['recall_at_fpr10']:13.2f} {s['n_pos']:10d} {s['n_neg']:7d}   "
+                f"{lm.get('auroc', float('nan')):.3f} / {lm.get('recall_at_fpr10', float('nan')):.2f}"
+            )
+    lines.append(f"  {'preset (held out)':32} {'false alarms: generated':>24} {'photos':>7} {'recall':>7}")
+    for preset, p in cv["presets_held_out"].items():
+        lines.append(
+            f"  {preset:32} {_pct(p['false_alarms_generated']):>24} {_pct(p['false_alarms_photos']):>7} "
+            f"{_pct(p['recall']):>7}"
+        )
+    if "stability_held_out" in cv:
+        s = cv["stability_held_out"]
+        lines.append(
+            f"  held-out swing between PNG, JPEG q90, WebP q80: worst {s['worst_swing']} ({s['worst_image']}), "
+            f"mean {s['mean_swing']}, {s['images_over_0.1']} of {s['images']} over 0.1"
+        )
+    lines.append("  teach loop (k of a held-out group's pictures taught, the rest scored; AUROC gain over k = 0):")
+    for k, t in (cv.get("teach") or {}).items():
+        if not t.get("groups"):
+            lines.append(f"    k = {k:>2}: {t.get('note')}")
+            continue
+        b = t["balanced_preset"]
+        groups = ", ".join(
+            f"{g.removeprefix('prompt:')} {v['auroc_before']:.2f}->{v['auroc_after']:.2f}"
+            for g, v in t["per_group"].items()
+        )
+        lines.append(
+            f"    k = {k:>2}: {t['auroc_gain']:+.3f} over {t['groups']} groups ({t['draws']} draws); balanced preset "
+            f"false alarms {_pct(b['false_alarms_before'])} -> {_pct(b['false_alarms_after'])}, recall "
+            f"{_pct(b['recall_before'])} -> {_pct(b['recall_after'])}; {groups}"
+        )
+    return "\n".join(lines)
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{100 * value:.0f} %"

@@ -26,11 +26,6 @@ from ..errors import BadImage
 # The same picture as a lossless PNG, a JPEG at quality 90 and a WebP at quality 80: ``bench``
 # measures how far the verdict moves between them.
 RECOMPRESSIONS = (("png", {}), ("jpeg", {"quality": 90}), ("webp", {"quality": 80}))
-# Other ways of re-saving a picture (format, Pillow options, scale), deliberately none of the above:
-# training learns from them which directions of the embedding only re-saving moves, and the image
-# head ignores those (``train.nuisance_basis``); ``bench``'s copies then check that on others.
-RESAVES = (("jpeg", {"quality": 75}, 1.0), ("webp", {"quality": 60}, 1.0), ("jpeg", {"quality": 95}, 0.8))
-
 PARTS = ("image", "hand", "face", "body")
 SEVERITY_COLUMNS = ("torso", "limbs", "feet", "hands", "face")
 
@@ -43,9 +38,6 @@ class Sample:
     kind: str = ""  # free text from labels.csv (e.g. generated-malformed)
     group: str = ""  # cross-validation group: source repository, prompt, or the file itself
     severity: dict[str, float] | None = None  # annotations.csv row (torso, limbs, feet, hands, face, severity)
-    # labelled by its severity, not by labels.csv (see between_samples): the heads are fitted on it,
-    # but no figure, calibration or threshold is measured on it
-    by_severity: bool = False
     row: str = ""  # where it is labelled ("DIR/labels.csv:12"), for messages
 
     @property
@@ -83,7 +75,7 @@ class FolderInfo:
             for row in _read_csv(labels):
                 if row.get("path") and row.get("group"):
                     self.groups[(self.folder / row["path"]).resolve()] = row["group"]
-        self.provenance: list[tuple[str, str]] = []
+        self.provenance: list[tuple[str, str, str]] = []  # (local file pattern, repository, path in it)
         self.root = self.folder
         for parent in (self.folder, *list(self.folder.parents)[:2]):
             tsv = parent / "provenance.tsv"
@@ -93,8 +85,20 @@ class FolderInfo:
                     lines = tsv.read_text(encoding="utf-8-sig").splitlines()[1:]
                 except UnicodeDecodeError:
                     raise BadImage(f"{tsv}: not UTF-8 text; save it as UTF-8") from None
-                self.provenance = [(c[0], c[1].split()[0]) for c in (ln.split("\t") for ln in lines) if len(c) > 1]
+                self.provenance = [
+                    (c[0], c[1].split()[0], c[2] if len(c) > 2 else "")
+                    for c in (ln.split("\t") for ln in lines)
+                    if len(c) > 1 and c[1].split()
+                ]
                 break
+        # Repositories that also gave an annotated folder (an annotations.csv, its images grouped by
+        # prompt): their other files are grouped by the folder they have there, the prompt
+        # (images/sdXL/couple_hugging/x.jpg: "prompt:couple hugging"), so a prompt is never on both sides.
+        self.prompt_repos = {
+            repo
+            for pattern, repo, _p in self.provenance
+            if (self.root / pattern.split("/")[0] / "annotations.csv").is_file()
+        }
 
     def _relative(self, path: Path) -> str:
         try:
@@ -112,7 +116,8 @@ class FolderInfo:
             return None
 
     def group(self, path: Path, explicit: str = "") -> str:
-        """``group`` column > annotations prompt > provenance repository > the file itself."""
+        """``group`` column > annotations prompt > provenance repository (its prompt folder for a
+        repository that gave an annotated folder) > the file itself."""
         explicit = explicit or self.groups.get(Path(path).resolve(), "")
         if explicit:
             return explicit
@@ -120,12 +125,16 @@ class FolderInfo:
         if row and row.get("prompt"):
             return "prompt:" + row["prompt"]
         rel, name = self._relative(path), Path(path).name
-        for pattern, repo in self.provenance:
-            if fnmatch.fnmatchcase(rel, pattern):
-                return repo
-        for pattern, repo in self.provenance:  # same file listed under another folder name
-            if pattern.rsplit("/", 1)[-1] == name:
-                return repo
+        for matches in (
+            lambda pattern: fnmatch.fnmatchcase(rel, pattern),
+            lambda pattern: pattern.rsplit("/", 1)[-1] == name,  # same file listed under another folder name
+        ):
+            for pattern, repo, in_repo in self.provenance:
+                if matches(pattern):
+                    prompt = in_repo.split("/")[-2] if in_repo.count("/") >= 1 else ""
+                    if repo in self.prompt_repos and prompt:
+                        return "prompt:" + prompt.replace("_", " ").lower()
+                    return repo
         return "file:" + rel
 
 
@@ -157,10 +166,9 @@ def load_folder(folder: Path) -> list[Sample]:
 
 def once_each(items: list, notes: list[str], verb: str = "counted") -> list:
     """Each picture once. ``items`` have ``path``, ``label`` and ``row`` (where they are labelled), and
-    may have ``part`` and ``by_severity`` (``Sample``, ``bench.Labelled``). A later row naming a file
-    listed before, or the same bytes under another name (and the same part), is dropped with a note
-    when the label agrees, and refused (BadImage naming both rows) when it differs; a picture labelled
-    by its severity gives way to its labels.csv row silently. A file that cannot be read is kept: the
+    may have ``part`` (``Sample``, ``bench.Labelled``). A later row naming a file listed before, or the
+    same bytes under another name (and the same part), is dropped with a note when the label agrees,
+    and refused (BadImage naming both rows) when it differs. A file that cannot be read is kept: the
     work that reads it names it."""
     first: dict[tuple, object] = {}
     out = []
@@ -173,8 +181,6 @@ def once_each(items: list, notes: list[str], verb: str = "counted") -> list:
         earlier = first.setdefault(key, item)
         if earlier is item:
             out.append(item)
-        elif getattr(item, "by_severity", False):
-            continue
         elif earlier.label != item.label:
             raise BadImage(
                 f"the same picture is labelled {earlier.label} at {earlier.row} ({earlier.path.name}) and "
@@ -185,43 +191,6 @@ def once_each(items: list, notes: list[str], verb: str = "counted") -> list:
                 "listed twice" if earlier.path.resolve() == item.path.resolve() else f"the same as {earlier.path.name}"
             )
             notes.append(f"{item.row}: {item.path.name} is {same} ({earlier.row}); {verb} once")
-    return out
-
-
-def severity_split(samples: list[Sample]) -> float | None:
-    """Midway between the highest annotated severity labelled normal and the lowest labelled malformed
-    (whole images), or None where the labels do not split the severities that way."""
-    normal = [s.severity["severity"] for s in samples if s.part == "image" and s.label == 0 and _has_total(s)]
-    malformed = [s.severity["severity"] for s in samples if s.part == "image" and s.label == 1 and _has_total(s)]
-    if not normal or not malformed or max(normal) >= min(malformed):
-        return None
-    return (max(normal) + min(malformed)) / 2
-
-
-def _has_total(sample: Sample) -> bool:
-    return sample.severity is not None and "severity" in sample.severity
-
-
-def between_samples(folder: Path, labelled: list[Sample]) -> list[Sample]:
-    """The images ``annotations.csv`` scores that ``labels.csv`` leaves out (in ``annotated/``: the 20
-    between its labels' cut-offs), labelled by the folder's own split (``severity_split``; 1.85
-    there): malformed at or above it, normal below. Training fits on them; nothing is measured on them.
-    Empty without annotations, a split, or such images."""
-    folder = Path(folder)
-    split = severity_split(labelled)
-    if split is None:
-        return []
-    info = FolderInfo(folder)
-    listed = {s.path.resolve() for s in labelled}
-    out = []
-    for name in info.annotations:
-        path = folder / name
-        if path.resolve() in listed or not path.is_file():
-            continue
-        sample = Sample(path, 0, "image", "by-severity", info.group(path), info.severity(path), by_severity=True)
-        if _has_total(sample):
-            sample.label = int(sample.severity["severity"] >= split)
-            out.append(sample)
     return out
 
 
@@ -267,15 +236,10 @@ def worst_kind(sample: Sample, kinds: list[str], part_labels: list[int]) -> str 
     return malformed.pop() if len(malformed) == 1 else None
 
 
-def recompressed(image: np.ndarray, fmt: str, options: dict, scale: float = 1.0) -> np.ndarray:
-    """The RGB image (resized by ``scale`` first) saved as ``fmt`` with these Pillow options and decoded again."""
-    import cv2
+def recompressed(image: np.ndarray, fmt: str, options: dict) -> np.ndarray:
+    """The RGB image saved as ``fmt`` with these Pillow options and decoded again."""
     from PIL import Image
 
     from ..atomic import encoded
 
-    if scale != 1.0:
-        height, width = image.shape[:2]
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     return np.asarray(Image.open(io.BytesIO(encoded(image, fmt, **options))).convert("RGB"))

@@ -16,6 +16,10 @@ five), so version 2 dropped them. Version 3 reads the embeddings of the float32 
 ``dequantize``); version 2's came from the INT8 activations, with the mirror image averaged in.
 Version 4 reads the embeddings of JPEG-steadied crops (``encoder.steadied``). Version 5 adds the
 kind head; version 4 files still load, without it (the counted shares alone decide the kind).
+Version 6 is a plain probe (no re-save directions projected out, no landmark weight in the image
+score, presets set on normal generated images) and carries the curvature of its training loss
+(``prior``), so that ``train`` can add a user's labels to the bundled training without its images;
+version 4 and 5 files still load.
 """
 
 from __future__ import annotations
@@ -29,8 +33,8 @@ import numpy as np
 
 from ..errors import HumanRefineError
 
-HEADS_VERSION = 5
-READABLE_VERSIONS = (4, 5)  # 4: no kind head
+HEADS_VERSION = 6
+READABLE_VERSIONS = (4, 5, 6)  # 4: no kind head; 6: the training's curvature (``prior``) where it was fitted
 PART_KINDS = ("hand", "face", "body")
 PRESETS = ("strict", "balanced", "relaxed")
 # Largest share of the development images' normal people each preset may flag (false alarms).
@@ -83,11 +87,14 @@ class Heads:
     image: Linear
     blame: dict[str, float] = field(default_factory=dict)  # kind -> share of the blame (top kind 1; absent: 1)
     platt: tuple[float, float] = (1.0, 0.0)  # calibrated image score = sigmoid(a * logit + b)
-    landmark_weight: float = 1.0  # landmark signals' scores are multiplied by this next to the learned one
+    landmark_weight: float = 0.0  # landmark signals' scores are multiplied by this next to the learned one
     thresholds: dict[str, float] = field(default_factory=dict)  # preset -> threshold on the image score
     info: dict = field(default_factory=dict)  # what it was trained on, measured figures
     trained_images: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))  # image fingerprints
     kind: KindHead | None = None  # which kind is worst in this image (None: the counted shares alone)
+    # F (rows x 513, float16) with F^T F the image head's training-loss curvature over [w, b]
+    # (``train.prior_factor``); None where no user labels can be added (older or taught heads)
+    prior: np.ndarray | None = None
 
     def image_probability(self, embedding: np.ndarray) -> float:
         a, b = self.platt
@@ -133,6 +140,8 @@ def write(heads: Heads, path: Path) -> None:
     if heads.kind is not None:
         meta["kind_head_kinds"] = list(heads.kind.kinds)
         arrays.update(kind_w=heads.kind.w.astype(np.float32), kind_b=heads.kind.b.astype(np.float32))
+    if heads.prior is not None:
+        arrays["image_prior"] = heads.prior.astype(np.float16)
     arrays = {"meta": np.array(json.dumps(meta, sort_keys=True)), **arrays}  # meta first, as before
     from ..atomic import npz_bytes, write_bytes
 
@@ -178,7 +187,18 @@ def load(path: Path, encoder_sha256: str | None = None) -> Heads:
         info=meta.get("info", {}),
         trained_images=arrays.get("trained_images", np.zeros(0, np.uint64)),
         kind=_kind_head(meta, arrays, path),
+        prior=_prior(arrays, path),
     )
+
+
+def _prior(arrays: dict, path: Path) -> np.ndarray | None:
+    """The file's training curvature (None where it has none); BadHeads when it does not fit the head."""
+    prior = arrays.get("image_prior")
+    if prior is None:
+        return None
+    if prior.ndim != 2 or prior.shape[1] != len(arrays["image_w"]) + 1:
+        raise BadHeads(f"learned heads {path} cannot be read (prior)")
+    return prior
 
 
 def _kind_head(meta: dict, arrays: dict, path: Path) -> KindHead | None:

@@ -589,6 +589,15 @@ def build(backend: Backend):
 
         # --- teach -----------------------------------------------------------------------------------
 
+        def teach_note_text(folder) -> str:
+            from .. import teach
+            from ..errors import CannotWrite
+
+            try:
+                return teach.train_note(folder)
+            except CannotWrite:  # the verdict is written; a labels.csv that cannot be read again says nothing here
+                return ""
+
         def teacher(row: int | None, malformed: bool):
             def teach(session):
                 from . import user_message
@@ -602,9 +611,10 @@ def build(backend: Backend):
                     return f"Not written: {user_message(exc)}"
                 what = "whole image" if row is None else session.rows[row].label
                 verdict = "malformed" if malformed else "fine"
+                held = teach_note_text(backend.labels_dir())
                 if not taught.new:
-                    return f"Already in the labels: {what} is {verdict} ({taught.path.name})."
-                return f"Taught: {what} is {verdict} → {taught.path} (labels.csv line {taught.row})."
+                    return f"Already in the labels: {what} is {verdict} ({taught.path.name}). {held}"
+                return f"Taught: {what} is {verdict} → {taught.path} (labels.csv line {taught.row}). {held}"
 
             return teach
 
