@@ -92,6 +92,17 @@ def test_policy_all_refines_the_face_through_a_nested_img2img_pass(webui, astron
     assert "HumanRefine face strength" not in p.extra_generation_params  # default strength, tag for this image
 
 
+def test_nested_passes_leave_the_consoles_total_progress_to_the_outer_job(webui, astronaut):
+    webui.shared.opts.humanrefine_verify = False
+    total = webui.shared.total_tqdm
+    total.updateTotal(20)
+    for _ in range(20):  # the outer txt2img's 20 steps
+        total.update()
+    run_job(webui, stand_ins.make_p(prompts=["an astronaut <humanrefine:faces>"]), [Image.fromarray(astronaut)], [True])
+    assert len(webui.rec.passes) == 2  # the face and its seam ran, each stepping its sampler
+    assert webui.shared.total_tqdm is total and (total.count, total.total) == (20, 20)  # still 100 %, not past it
+
+
 def test_same_settings_give_the_same_result(webui, astronaut):
     webui.shared.opts.humanrefine_verify = False
     first, _ = run_job(webui, stand_ins.make_p(seeds=[5]), [Image.fromarray(astronaut)], [True])

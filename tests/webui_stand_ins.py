@@ -64,6 +64,22 @@ class State:
         self.skipped = True
 
 
+class TotalTQDM:
+    """modules/shared_total_tqdm.py TotalTQDM: the console's "Total progress" bar (its count only)."""
+
+    def __init__(self):
+        self.count, self.total = 0, None
+
+    def update(self):
+        self.count += 1
+
+    def updateTotal(self, new_total):  # noqa: N802 - the host's name
+        self.total = new_total
+
+    def clear(self):
+        self.count, self.total = 0, None
+
+
 @dataclass(repr=False)
 class StableDiffusionProcessing:
     """modules/processing.py StableDiffusionProcessing: the init fields (A1111 1.10.1)."""
@@ -365,6 +381,7 @@ def install(monkeypatch, tmp_path, flavour="a1111", models=("control_v11f1p_sd15
     shared.OptionInfo = option_info
     shared.cmd_opts = SimpleNamespace(humanrefine_models_dir=None, api=True, api_auth=None, nowebui=False)
     shared.state = State()
+    shared.total_tqdm = TotalTQDM()
     shared.sd_model = sd_model if sd_model is not None else SimpleNamespace(is_sd1=True, is_sdxl=False)
     rec.reloads = 0
     if flavour in ("forge", "neo"):  # modules/sd_models.py of the Forge family
@@ -404,6 +421,8 @@ def install(monkeypatch, tmp_path, flavour="a1111", models=("control_v11f1p_sd15
         runner = p.scripts
         for script in runner.alwayson_scripts if runner else []:
             script.process(p, *args[script.args_from : script.args_to])
+        for _ in range(int(p.steps * p.denoising_strength)):  # the sampler's callback, each step
+            shared.total_tqdm.update()
         rec.passes.append(SimpleNamespace(p=p, units=[a for a in args if getattr(a, "enabled", False)],
                                           hooked_by=UNET.hooked_by))  # fmt: skip
         (tmp_path / "params.txt").write_text("inner pass parameters")

@@ -240,7 +240,7 @@ class WebUIHost:
         if getattr(shared.state, "job_count", -1) >= 0:
             shared.state.job_count += 1  # our pass's nextjob() must not push the bar past 100 %
         try:
-            with nested:
+            with nested, outer_total_progress_only():
                 processed = processing.process_images(p2)
         except Exception as exc:
             if not is_out_of_memory(exc):
@@ -272,6 +272,39 @@ class WebUIHost:
 def _describe_unit(spec) -> str:
     text = f"{spec.module}/{spec.model}@{spec.weight:g}"
     return f"{text} ({spec.control_type})" if spec.control_type else text
+
+
+class _QuietTotalProgress:
+    """Stands in for ``shared.total_tqdm`` (modules/shared_total_tqdm.py TotalTQDM) during a nested
+    pass: the console's "Total progress" bar counts the outer job's steps and no more (it passed
+    100 % during the passes); each pass still shows its own sampler bar."""
+
+    def update(self):
+        pass
+
+    def updateTotal(self, new_total):  # noqa: N802 - the host's name
+        pass
+
+    def reset(self):
+        pass
+
+    def clear(self):
+        pass
+
+
+@contextlib.contextmanager
+def outer_total_progress_only():
+    from modules import shared  # type: ignore[import-not-found]
+
+    outer = getattr(shared, "total_tqdm", None)
+    if outer is None:  # a host without the console's total bar
+        yield
+        return
+    shared.total_tqdm = _QuietTotalProgress()
+    try:
+        yield
+    finally:
+        shared.total_tqdm = outer
 
 
 @contextlib.contextmanager
