@@ -285,6 +285,7 @@ def test_ui_uses_only_arguments_gradio3_and_4_share_and_pastes_back(webui):
     learned = current_settings().learned  # the settings page's learned check: the learned or landmark presets
     threshold, sensitivity = components[2], components[3]
     assert threshold.interactive is False and threshold.value == round(sensitivity_threshold("balanced", learned), 3)
+    assert threshold.do_not_save_to_config is True  # ui-config.json would restore a stale value over the preset's
     ((event, wiring),) = sensitivity.events
     assert event == "change" and wiring["inputs"] == [sensitivity] and wiring["outputs"] == [threshold]
     assert wiring["fn"]("strict") == {"value": round(sensitivity_threshold("strict", learned), 3), "interactive": False}

@@ -368,6 +368,24 @@ def test_refine_route_stopped_mid_refine_returns_the_image_as_it_was_then(webui_
     assert ("torch_gc",) in env.rec.saved
 
 
+def test_refine_route_says_what_it_does_in_the_hosts_progress_text(webui_app, astronaut, monkeypatch):
+    from lib_humanrefine import service
+
+    env = webui_app()
+    seen = []
+    diagnose_for = service.diagnose_for
+
+    def diagnosing(*args, **kwargs):
+        seen.append(env.shared.state.textinfo)
+        return diagnose_for(*args, **kwargs)
+
+    monkeypatch.setattr(service, "diagnose_for", diagnosing)
+    on_pass(env, 1, lambda p: seen.append(env.shared.state.textinfo))
+    response = env.client.post("/humanrefine/v1/refine", json={"image": b64(astronaut), "options": {"verify": False}})
+    assert response.status_code == 200, response.text
+    assert seen == ["HumanRefine: diagnosing", "HumanRefine: P1 face"]  # what /sdapi/v1/progress answers
+
+
 def test_refine_route_out_of_memory_returns_the_image_and_says_so(webui_app, astronaut):
     env = webui_app()
     on_pass(env, 1, raise_(OutOfMemoryError(CUDA_OOM)))

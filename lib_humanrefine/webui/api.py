@@ -135,6 +135,7 @@ def webui_refine(payload: dict) -> dict:
         return WebUIHost.standalone(sampler_name or "Euler a", scheduler or "Automatic", choices)
 
     def work():
+        set_progress("diagnosing")  # /sdapi/v1/progress shows it until the first pass names its part
         model = current_family().key
         return service.refine_request(
             payload, make_host, settings, model, progress=set_progress, should_stop=stop_reason

@@ -38,7 +38,10 @@ def threshold_state(sensitivity: str, learned: bool) -> dict:
 
 def follow_sensitivity(gr, sensitivity, threshold, learned) -> None:
     """Keep ``threshold`` (a slider) showing what ``sensitivity`` (a radio) decides;
-    ``learned()`` says whether the learned check is on."""
+    ``learned()`` says whether the learned check is on. The slider is kept out of the host's
+    ui-config.json (``do_not_save_to_config``): a value saved there would override the preset's
+    threshold at every start (seen in A1111: 0.5 shown under "balanced", whose threshold is 0.76)."""
+    threshold.do_not_save_to_config = True
     sensitivity.change(
         fn=lambda value: gr.update(**threshold_state(value, learned())), inputs=[sensitivity], outputs=[threshold]
     )
