@@ -73,7 +73,7 @@ class TotalTQDM:
     def update(self):
         self.count += 1
 
-    def updateTotal(self, new_total):  # noqa: N802 - the host's name
+    def updateTotal(self, new_total):  # the host's name
         self.total = new_total
 
     def clear(self):

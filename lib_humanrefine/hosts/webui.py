@@ -282,7 +282,7 @@ class _QuietTotalProgress:
     def update(self):
         pass
 
-    def updateTotal(self, new_total):  # noqa: N802 - the host's name
+    def updateTotal(self, new_total):  # the host's name
         pass
 
     def reset(self):
