@@ -155,7 +155,8 @@ def steps_html(session: sessions.Session | None) -> str:
         rows.append("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in cells) + "</tr>")
     heads = ("part", "decision", "passed", "check", "skeleton error", "identity", "colour", "seam", "detail")
     head = "".join(f"<th>{h}</th>" for h in heads)
-    return f'<table class="humanrefine-steps"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    table = f'<table class="humanrefine-steps"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    return f'<div class="humanrefine-steps-scroll">{table}</div>'  # scrolls inside its column (gradio 3 and 4)
 
 
 def step_choices(session: sessions.Session | None) -> list[str]:
