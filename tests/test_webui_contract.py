@@ -103,6 +103,18 @@ def test_nested_passes_leave_the_consoles_total_progress_to_the_outer_job(webui,
     assert webui.shared.total_tqdm is total and (total.count, total.total) == (20, 20)  # still 100 %, not past it
 
 
+def test_after_the_job_its_parameters_are_plain_json_for_forge_classics_processed_js(webui, astronaut):
+    import json
+
+    webui.shared.opts.humanrefine_verify = False
+    p = stand_ins.make_p(prompts=["an astronaut <humanrefine:faces>"] * 2, seeds=[1, 2], batch_size=2)
+    images = [Image.fromarray(astronaut)] * 2
+    out, _ = run_job(webui, p, images, [True])
+    assert all(text is not None and result is not None for _, text, result in out)  # per image, during the job
+    params = json.loads(json.dumps(p.extra_generation_params))  # Classic: json.dumps(obj), no default=
+    assert params["HumanRefine"] == out[0][1] and params["HumanRefine result"] == out[0][2]
+
+
 def test_same_settings_give_the_same_result(webui, astronaut):
     webui.shared.opts.humanrefine_verify = False
     first, _ = run_job(webui, stand_ins.make_p(seeds=[5]), [Image.fromarray(astronaut)], [True])

@@ -404,14 +404,32 @@ def save_before(p, image, index: int) -> None:
 
 
 def finish_job(p, processed, state: JobState) -> None:
-    """From ``Script.postprocess``: show overlays as extra output images (setting)."""
+    """From ``Script.postprocess``: settle the infotext callables, show overlays as extra output
+    images (setting)."""
     state.open = False
+    settle_infotext_callables(p, processed, state)
     if not state.overlays:
         return
     processed.images.extend(state.overlays)
     infotexts = getattr(processed, "infotexts", None)
     if isinstance(infotexts, list):
         infotexts.extend(["HumanRefine overlay"] * len(state.overlays))
+
+
+def settle_infotext_callables(p, processed, state: JobState) -> None:
+    """Once every image's infotext is written, the job's per-image callables become the first
+    image's lines: Forge Classic's ``Processed.js()`` dumps ``extra_generation_params`` without
+    A1111's ``default=lambda o: None``, so a callable left there failed the whole job (seen in the
+    lab: "Object of type method is not JSON serializable")."""
+    dicts = (p.extra_generation_params, getattr(processed, "extra_generation_params", None))
+    for params in {id(d): d for d in dicts if isinstance(d, dict)}.values():
+        for key, texts in ((INFOTEXT_KEY, state.summaries), (RESULT_INFOTEXT_KEY, state.results)):
+            if callable(params.get(key)):
+                first = texts[min(texts)] if texts else None
+                if first is None:
+                    del params[key]
+                else:
+                    params[key] = first
 
 
 def write_report_beside(params, report: dict) -> None:
