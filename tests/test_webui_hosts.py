@@ -219,6 +219,17 @@ def test_neo_lists_models_without_hash_and_takes_its_own_unit_dataclass(webui, h
     assert len(part.units) == 2  # Neo's script slot: ours alone, padded to at least one
 
 
+def test_forge_classic_units_carry_the_image_as_gradio3s_image_and_mask_pair(webui, hands_image):
+    env = webui("classic", models.classic_model("sd1"))
+    run(env, hands_image, args=(True, "all", 0.5, "threshold", True, False, False))
+    depth, reference = env.rec.passes[0].units
+    assert isinstance(depth, stand_ins.ControlNetUnitClassic) and depth.model.startswith("control_v11f1p_sd15_depth")
+    # Classic's get_input_data: (unit.image["image"] < 5).all() and (unit.image["mask"] > 5).any()
+    image, mask = depth.image["image"], depth.image["mask"]
+    assert image.ndim == 3 and (image >= 5).any() and mask.shape == image.shape and not (mask > 5).any()
+    assert reference.module == "reference_only" and isinstance(reference.image["image"], np.ndarray)
+
+
 def test_neo_postprocess_image_args_carry_an_index_which_is_not_the_infotext_key(webui, astronaut):
     """Neo (and Forge) pass PostprocessImageArgs(image, index) with index counting across batches;
     create_infotext is called with the batch position: the summaries follow p.batch_index."""

@@ -211,8 +211,37 @@ class ControlNetUnitA1111:
 
 @dataclass
 class ControlNetUnitForge:
-    """Forge lib_controlnet/external_code.py ControlNetUnit (a dataclass; enabled=True)."""
+    """Forge lib_controlnet/external_code.py ControlNetUnit (a dataclass; enabled=True; the image
+    an HWC array, with ``image_fg`` beside it)."""
 
+    enabled: bool = True
+    module: str = "None"
+    model: str = "None"
+    weight: float = 1.0
+    image: Any = None
+    image_fg: Any = None
+    resize_mode: Any = "Crop and Resize"
+    processor_res: int = -1
+    threshold_a: float = -1
+    threshold_b: float = -1
+    guidance_start: float = 0.0
+    guidance_end: float = 1.0
+    pixel_perfect: bool = False
+
+    @staticmethod
+    def from_dict(d):
+        return ControlNetUnitForge(**{k: v for k, v in d.items() if k in vars(ControlNetUnitForge)})
+
+
+@dataclass
+class ControlNetUnitClassic:
+    """Forge Classic (classic c813972d) lib_controlnet/external_code.py ControlNetUnit: no ``image_fg``;
+    its get_input_data reads ``unit.image["image"]`` and ``unit.image["mask"]`` (gradio 3's pair)."""
+
+    use_preview_as_input: bool = False
+    generated_image: Any = None
+    mask_image: Any = None
+    hr_option: Any = "Both"
     enabled: bool = True
     module: str = "None"
     model: str = "None"
@@ -225,10 +254,11 @@ class ControlNetUnitForge:
     guidance_start: float = 0.0
     guidance_end: float = 1.0
     pixel_perfect: bool = False
+    control_mode: Any = "Balanced"
 
     @staticmethod
     def from_dict(d):
-        return ControlNetUnitForge(**{k: v for k, v in d.items() if k in vars(ControlNetUnitForge)})
+        return ControlNetUnitClassic(**{k: v for k, v in d.items() if k in vars(ControlNetUnitClassic)})
 
 
 @dataclass
@@ -350,7 +380,7 @@ class Processed:
 def install(monkeypatch, tmp_path, flavour="a1111", models=("control_v11f1p_sd15_depth [cf3f2f5a]",
                                                             "control_v11p_sd15_openpose [cab727d4]"),
             sd_model=None, model_paths=None, lazy=False):  # fmt: skip
-    """Put the stand-ins into sys.modules. ``flavour``: "a1111", "forge", "neo" or "none" (no ControlNet);
+    """Put the stand-ins into sys.modules. ``flavour``: "a1111", "forge", "neo", "classic" or "none" (no ControlNet);
     ``sd_model``: the loaded model (tests/model_stand_ins.py; default: A1111's SD 1.5 flags);
     ``model_paths``: listed ControlNet name -> file (the hosts' cn_models / controlnet_filename_dict);
     ``lazy`` (Forge family): ``shared.sd_model`` is a ``FakeInitialModel`` until
@@ -384,7 +414,7 @@ def install(monkeypatch, tmp_path, flavour="a1111", models=("control_v11f1p_sd15
     shared.total_tqdm = TotalTQDM()
     shared.sd_model = sd_model if sd_model is not None else SimpleNamespace(is_sd1=True, is_sdxl=False)
     rec.reloads = 0
-    if flavour in ("forge", "neo"):  # modules/sd_models.py of the Forge family
+    if flavour in ("forge", "neo", "classic"):  # modules/sd_models.py of the Forge family
 
         class FakeInitialModel:
             """sd_models.FakeInitialModel: what shared.sd_model is until the first job loads one."""
@@ -478,10 +508,10 @@ def install(monkeypatch, tmp_path, flavour="a1111", models=("control_v11f1p_sd15
     if flavour == "a1111":
         rec.controlnet = make_a1111_controlnet(models, paths, str(tmp_path / "models" / "ControlNet"))
         monkeypatch.setitem(sys.modules, "lib_controlnet", None)  # import fails: not Forge
-    elif flavour in ("forge", "neo"):
+    elif flavour in ("forge", "neo", "classic"):
         rec.controlnet = ForgeControlNetScript()
         lib = types.ModuleType("lib_controlnet")
-        unit = ControlNetUnitForge if flavour == "forge" else ControlNetUnitNeo
+        unit = {"forge": ControlNetUnitForge, "neo": ControlNetUnitNeo, "classic": ControlNetUnitClassic}[flavour]
         lib.external_code = types.SimpleNamespace(ControlNetUnit=unit)
         # Forge: get_controlnet_filename(name) -> controlnet_filename_dict[name] ("None" -> a file that is
         # not there on Forge, None on Neo)

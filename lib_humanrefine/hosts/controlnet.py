@@ -9,7 +9,8 @@ Two integrations, feature-detected (never version-checked):
 
 - **Forge family**: the built-in ``sd_forge_controlnet`` (``lib_controlnet``; ``sd-webui-controlnet``
   is force-disabled there). Its Script keeps per-instance state (``current_params``), so the nested
-  pass gets a shallow copy; units are the ``ControlNetUnit`` dataclass with an HWC ndarray image.
+  pass gets a shallow copy; units are the ``ControlNetUnit`` dataclass with an HWC ndarray image
+  (Forge Classic, whose units have no ``image_fg``: gradio 3's ``{"image", "mask"}`` pair).
 - **A1111**: ``sd-webui-controlnet``. Its Script object hooks the UNet for the whole outer job;
   a nested pass through a copy of it unhooks the outer units first (none leak into our pass) and
   leaves the UNet unhooked, so ``restore_outer`` hooks the outer units again before the outer job
@@ -204,6 +205,10 @@ class ControlNetBridge:
         if spec.control_type:  # (pick() keeps it only where the unit class has the field)
             values["union_control_type"] = spec.control_type  # sd-webui-controlnet: by the enum's value
         if self.flavour == "forge":
+            if "image_fg" not in (unit_fields(unit_class) or {"image_fg"}):
+                # Forge Classic's units read the image as gradio 3's image-and-mask pair
+                # (unit.image["image"], unit.image["mask"]); Forge and Neo take the array and an image_fg
+                values["image"] = {"image": spec.image, "mask": np.zeros_like(spec.image)}
             return unit_class.from_dict(values)
         return unit_class(**values)
 
