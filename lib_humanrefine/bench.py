@@ -8,7 +8,6 @@ a dependency inside the WebUIs' environments.
 from __future__ import annotations
 
 import csv
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 
 from .atomic import json_safe
 from .errors import BadImage, HumanRefineError, failure_on
+from .metrics import auroc, inside_fraction, percentiles, recall_at_fpr, region_mask, rss_mb
 
 
 @dataclass
@@ -67,39 +67,6 @@ def load_labels(csv_path: Path, data_dir: Path) -> list[Labelled]:
     if not rows:
         raise BadImage(f"{csv_path}: no rows")
     return rows
-
-
-def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Probability a random positive outscores a random negative (ties count half)."""
-    pos, neg = scores[labels == 1], scores[labels == 0]
-    if len(pos) == 0 or len(neg) == 0:
-        return float("nan")
-    greater = (pos[:, None] > neg[None, :]).sum()
-    ties = (pos[:, None] == neg[None, :]).sum()
-    return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
-
-
-def recall_at_fpr(scores: np.ndarray, labels: np.ndarray, max_fpr: float = 0.10) -> tuple[float, float]:
-    """Best recall over thresholds whose false-alarm rate is ≤ ``max_fpr``; returns (recall, threshold)."""
-    pos, neg = scores[labels == 1], scores[labels == 0]
-    if len(pos) == 0 or len(neg) == 0:
-        return float("nan"), float("nan")
-    best = (0.0, float("inf"))
-    for t in np.unique(np.concatenate([scores, [np.inf]])):
-        if (neg >= t).mean() <= max_fpr:
-            recall = float((pos >= t).mean())
-            if recall > best[0]:
-                best = (recall, float(t))
-    return best
-
-
-def rss_mb() -> float:
-    """Resident set size of this process in MB (Linux /proc; 0 where unavailable)."""
-    try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
-    except (OSError, ValueError, AttributeError):
-        return 0.0
 
 
 def run_bench(
@@ -214,7 +181,7 @@ def run_bench(
         "hands_found_in_positives": round(float(np.mean(hands_found)), 4) if hands_found else None,
         "latency_ms_p50": round(float(np.percentile(lat, 50)), 1),
         "latency_ms_p95": round(float(np.percentile(lat, 95)), 1),
-        "latency_1024px_le2_people": _percentiles(target_latencies),
+        "latency_1024px_le2_people": percentiles(target_latencies),
         "stage_ms_p50": {k: round(float(np.median(v)), 1) for k, v in stage_ms.items()},
         "flagged_at_threshold": {
             "threshold": threshold,
@@ -233,7 +200,7 @@ def run_bench(
                 for policy, w in work.items()
             },
         },
-        "refine_ms_clean_flagged": _percentiles(clean_refine_ms),
+        "refine_ms_clean_flagged": percentiles(clean_refine_ms),
     }
     # Each part kind alone: the image scored by its best part of that kind (0 when it has none).
     result["by_part_kind"] = {}
@@ -312,36 +279,8 @@ def refine_acceptance(
     out = {
         "url": url, "options": options, "images": images, "steps": total, "accepted": accepted,
         "share_accepted": round(accepted / total, 4) if total else None,
-        "seconds_per_image": _percentiles(seconds), "kept_because": dict(reasons.most_common()),
+        "seconds_per_image": percentiles(seconds), "kept_because": dict(reasons.most_common()),
     }  # fmt: skip
     if error:
         out["error"] = error
     return out
-
-
-def region_mask(image_path: Path) -> np.ndarray | None:
-    """The white region of ``<stem>_mask.(jpg|png)`` beside an image, as a boolean array."""
-    from .images import load_image
-
-    for suffix in (".jpg", ".png"):
-        path = image_path.with_name(f"{image_path.stem}_mask{suffix}")
-        if path.is_file():
-            return load_image(path)[:, :, 0] > 127
-    return None
-
-
-def inside_fraction(mask: np.ndarray, box) -> float:
-    """Fraction of a box's in-image area that lies in the mask's white region."""
-    x0, y0, x1, y1 = (round(float(v)) for v in box)
-    region = mask[max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0)]  # slicing clips the far sides too
-    return float(region.mean()) if region.size else 0.0
-
-
-def _percentiles(values: list[float]) -> dict:
-    if not values:
-        return {"n": 0}
-    return {
-        "n": len(values),
-        "p50": round(float(np.percentile(values, 50)), 1),
-        "p95": round(float(np.percentile(values, 95)), 1),
-    }

@@ -18,7 +18,7 @@ from .train import Features, features_from_diagnosis
 
 
 def peak_mb() -> float | None:
-    """The process's peak resident memory (Linux VmHWM) in MB (10^6 bytes, as ``bench.rss_mb``); None where unknown."""
+    """The process's peak resident memory (Linux VmHWM) in MB (10^6 bytes, as metrics.rss_mb); None if unknown."""
     try:
         with open("/proc/self/status") as fh:
             return next(int(line.split()[1]) * 1024 / 1e6 for line in fh if line.startswith("VmHWM:"))  # kB
@@ -42,7 +42,7 @@ def reset_peak() -> bool:
 
 class LearnedBench:
     def __init__(self, threshold: float):
-        from ..bench import rss_mb
+        from ..metrics import rss_mb
         from . import heads_path, status
         from .encoder import SIZE
 
@@ -101,8 +101,8 @@ class LearnedBench:
             self.swings.append((max(scores) - min(scores), item.path.name))
 
     def figures(self, progress: TextIO | None = None) -> dict:
-        from ..bench import _percentiles
         from ..errors import HumanRefineError
+        from ..metrics import percentiles
         from . import sensitivity_threshold
 
         thresholds = {
@@ -127,7 +127,7 @@ class LearnedBench:
                 "images_the_heads_were_trained_on": self.in_training,
                 "presets_on_these_images": presets,
             },
-            "latency_1024px_le2_people_no_learned": _percentiles(self.no_learned_ms),
+            "latency_1024px_le2_people_no_learned": percentiles(self.no_learned_ms),
         }
         if self.swings:
             worst = max(self.swings)

@@ -209,7 +209,7 @@ def part_label(sample: Sample, kind: str, box, mask: np.ndarray | None) -> int:
         value = sum(sample.severity[c] for c in PART_SEVERITY[kind])
         return 1 if value >= SEVERE_PART else 0 if value == 0 else -1
     if mask is not None:
-        from ..bench import inside_fraction
+        from ..metrics import inside_fraction
 
         touches = inside_fraction(mask, box) > 0
         if not touches:

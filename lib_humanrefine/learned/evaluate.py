@@ -44,7 +44,7 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def _separation(scores: np.ndarray, labels: np.ndarray) -> dict:
-    from ..bench import auroc, recall_at_fpr
+    from ..metrics import auroc, recall_at_fpr
 
     recall, _t = recall_at_fpr(scores, labels)
     return {
@@ -101,7 +101,7 @@ def crossval(
     """Leave-one-group-out figures. ``masks``: index into the whole-image rows -> malformed-region
     mask; ``copies``: the same index -> the picture saved other ways (bench's JPEG q90 and WebP q80),
     scored by the same held-out heads for the held-out swing."""
-    from ..bench import inside_fraction
+    from ..metrics import inside_fraction
 
     result, held_out_heads = _crossval(features, encoder_sha256, masks, copies, inside_fraction)
     if "skipped" not in result:

@@ -132,10 +132,10 @@ def extract(
     loaded, else one is made. An image that cannot be read or diagnosed is named on ``progress``,
     added to ``skipped`` and left out (without ``skipped``: BadImage)."""
     from .. import learned
-    from ..bench import region_mask
     from ..diagnose import diagnose_image
     from ..errors import BadImage, failure_on
     from ..images import load_image
+    from ..metrics import region_mask
     from .encoder import Encoder
 
     try:
@@ -296,7 +296,7 @@ def out_of_fold(features: list[Features], encoder_sha256: str, folds: int | None
 
 
 def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
-    from ..bench import auroc as _auroc
+    from ..metrics import auroc as _auroc
 
     return _auroc(np.asarray(scores), np.asarray(labels))
 

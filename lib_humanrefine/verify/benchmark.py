@@ -303,7 +303,7 @@ def judge_pair(before: Path, after: Path, judge: Judge) -> list[dict]:
 def run_judge_bench(samples, folders, progress: TextIO | None = None, limits: Limits | None = None) -> dict:
     """The whole benchmark: the table held out and with ``limits`` (default: the shipped ones),
     what rejected each bad candidate, the limits fitted on everything, the published pairs, timings."""
-    from ..bench import rss_mb
+    from ..metrics import rss_mb
     from . import identity
 
     shipped = limits or Limits()
