@@ -465,8 +465,8 @@ def cmd_bench(args) -> int:
 def _judge_bench(args, labels) -> dict:
     """``bench --judge``: the judge benchmark over the labelled images (labels do not matter here,
     only the pictures and their groups), with a readable table on stderr."""
+    from . import judge_bench as benchmark
     from .learned.data import FolderInfo, Sample
-    from .verify import benchmark
 
     if args.judge_limit < 0:
         raise BadArgument(f"--judge-limit must be 0 (all) or more (got {args.judge_limit})")

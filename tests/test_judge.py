@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lib_humanrefine import judge_bench as benchmark
 from lib_humanrefine.conditions import masks
 from lib_humanrefine.engine import EngineOptions, run_candidate, run_step
 from lib_humanrefine.plan import PlanOptions, Step, make_plan
-from lib_humanrefine.verify import Judge, Limits, Measures, benchmark, identity
+from lib_humanrefine.verify import Judge, Limits, Measures, identity
 from lib_humanrefine.verify import candidates as made
 from lib_humanrefine.verify.anatomy import Found
 from lib_humanrefine.verify.pixels import PixelChange, pixel_change

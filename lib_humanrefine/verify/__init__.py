@@ -15,7 +15,7 @@ given, with its number ("candidate changed identity (0.71 > 0.60)"):
 6. seam — the ring's coarse picture still continues its surroundings.
 7. detail — the part is not blurred or smeared.
 
-The limits come from the judge benchmark (``verify.benchmark``, ``bench --judge``): bad and
+The limits come from the judge benchmark (``judge_bench``, ``bench --judge``): bad and
 benign candidates made in code from the development images, thresholds fitted on other groups of
 images than those they are scored on. Checks 5-7 apply to hands and faces, the steps the
 benchmark measured; a coarse (pose) step is judged by checks 1-3. The diagnosis's own part score

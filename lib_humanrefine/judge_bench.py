@@ -27,12 +27,12 @@ from typing import TextIO
 import cv2
 import numpy as np
 
-from ..conditions.crop import crop_image
-from ..engine import run_candidate
-from ..hosts.base import InpaintRequest
-from ..plan import PlanOptions, Step, make_plan
-from . import Judge, Limits, Measures
-from . import candidates as made
+from .conditions.crop import crop_image
+from .engine import run_candidate
+from .hosts.base import InpaintRequest
+from .plan import PlanOptions, Step, make_plan
+from .verify import Judge, Limits, Measures
+from .verify import candidates as made
 
 # Which candidates each fitted limit is there to catch, how many of them it must catch on the
 # training groups, and which way it points (">": reject above the limit, "<": below). The anatomy
@@ -113,8 +113,8 @@ def collect(
     samples, judge: Judge | None = None, names: Iterable[str] | None = None, progress: TextIO | None = None
 ) -> list[Row]:
     """Measure every candidate of every hand and face step of ``samples`` (``learned.data.Sample``)."""
-    from ..diagnose import diagnose_image
-    from ..images import load_image
+    from .diagnose import diagnose_image
+    from .images import load_image
 
     judge = judge or Judge()
     names = list(names or made.MAKERS)
@@ -274,8 +274,8 @@ class PublishedFixHost:
 def judge_pair(before: Path, after: Path, judge: Judge) -> list[dict]:
     """Each hand and face step of ``before`` with the published fix as its candidate, composited
     by the engine as a generated crop would be, then judged."""
-    from ..diagnose import diagnose_image
-    from ..images import load_image
+    from .diagnose import diagnose_image
+    from .images import load_image
 
     original, fixed = load_image(before), load_image(after)
     if fixed.shape != original.shape:
@@ -303,8 +303,8 @@ def judge_pair(before: Path, after: Path, judge: Judge) -> list[dict]:
 def run_judge_bench(samples, folders, progress: TextIO | None = None, limits: Limits | None = None) -> dict:
     """The whole benchmark: the table held out and with ``limits`` (default: the shipped ones),
     what rejected each bad candidate, the limits fitted on everything, the published pairs, timings."""
-    from ..metrics import rss_mb
-    from . import identity
+    from .metrics import rss_mb
+    from .verify import identity
 
     shipped = limits or Limits()
     rss_start = rss_mb()
