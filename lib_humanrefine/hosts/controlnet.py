@@ -64,12 +64,21 @@ def _as_models(models) -> list[ControlNetModel]:
     return [m if isinstance(m, ControlNetModel) else classify(m) for m in models]
 
 
-def pick_model(models, kind: str, family: Family, choice: str = AUTOMATIC, folder: str | None = None) -> Pick:
+def pick_model(models, kind: str, family: Family, choice: str = AUTOMATIC, folder: str | None = None,
+               control_types: bool = True) -> Pick:  # fmt: skip
     """The ControlNet model for a control kind. ``models``: the host's list (names or classified
     models); ``choice``: a listed name (with or without its hash or family label), "None" (off)
-    or "Automatic". A model made for another family than the loaded checkpoint's is never used."""
+    or "Automatic". A model made for another family than the loaded checkpoint's is never used.
+    ``control_types``: whether the host's units take a union model's control type (the Forge
+    family's built-in ControlNet has none)."""
     listed = [m for m in _as_models(models) if m.name and m.name != "None"]
-    kind_type = UNION_CONTROL_TYPE.get(kind)
+
+    def union(model: ControlNetModel) -> Pick:
+        if not control_types:
+            return Pick(model, f"{kind}: {model.name} (union, no control type: this ControlNet has none)")
+        kind_type = UNION_CONTROL_TYPE.get(kind)
+        return Pick(model, f"{kind}: {model.name} (union, control type {kind_type})", "", kind_type)
+
     if choice and choice != AUTOMATIC:
         if choice == "None":
             return Pick(None, f"{kind}: off (setting)")
@@ -85,9 +94,7 @@ def pick_model(models, kind: str, family: Family, choice: str = AUTOMATIC, folde
             why = f"{chosen.name} is for {made_for}, the loaded checkpoint is {family.label}"
             note = f"{kind}: {why}; running without {kind} control" + (f"; {hint}" if hint else "")
             return Pick(None, note, f"{kind}: {why}" + (f"; {hint}" if hint else ""))
-        if chosen.union:
-            return Pick(chosen, f"{kind}: {chosen.name} (union, control type {kind_type})", "", kind_type)
-        return Pick(chosen, f"{kind}: {chosen.name}")
+        return union(chosen) if chosen.union else Pick(chosen, f"{kind}: {chosen.name}")
     fitting = [m for m in listed if m.family == family.key]
     for pattern in MODEL_PATTERNS[kind]:
         found = sorted((m for m in fitting if not m.union and all(w in m.name.lower() for w in pattern)),
@@ -96,7 +103,7 @@ def pick_model(models, kind: str, family: Family, choice: str = AUTOMATIC, folde
             return Pick(found[0], f"{kind}: {found[0].name}")
     unions = sorted((m for m in fitting if m.union), key=lambda m: m.name)
     if unions:
-        return Pick(unions[0], f"{kind}: {unions[0].name} (union, control type {kind_type})", "", kind_type)
+        return union(unions[0])
     others = [m for m in listed if m.family not in (None, family.key)
               and any(all(w in m.name.lower() for w in pattern) for pattern in MODEL_PATTERNS[kind])]  # fmt: skip
     unusable = f"; {', '.join(m.label for m in others[:2])} cannot run with it" if others else ""
@@ -155,12 +162,8 @@ class ControlNetBridge:
         return self._models
 
     def pick(self, kind: str, family: Family, choice: str = AUTOMATIC) -> Pick:
-        pick = pick_model(self.models(), kind, family, choice or AUTOMATIC, self.folder)
-        if pick.control_type and "union_control_type" not in (unit_fields(self.external_code.ControlNetUnit) or ()):
-            # the Forge family's built-in ControlNet: no control type to give a union model
-            note = pick.note.replace(f"control type {pick.control_type}", "no control type: this ControlNet has none")
-            return Pick(pick.model, note, pick.missing, None)
-        return pick
+        control_types = "union_control_type" in (unit_fields(self.external_code.ControlNetUnit) or ())
+        return pick_model(self.models(), kind, family, choice or AUTOMATIC, self.folder, control_types)
 
     # --- units ------------------------------------------------------------------------------
 
