@@ -209,8 +209,17 @@ class ControlNetUnitA1111:
         vars(self).update({**self.__fields__, **known, "ignored": sorted(set(kwargs) - set(known))})
 
 
+class ForgeUnitFromDict:
+    """lib_controlnet's ControlNetUnit.from_dict (Forge, Classic, Neo alike): a unit of the keys that
+    are class attributes, the others dropped."""
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(**{k: v for k, v in d.items() if k in vars(cls)})
+
+
 @dataclass
-class ControlNetUnitForge:
+class ControlNetUnitForge(ForgeUnitFromDict):
     """Forge lib_controlnet/external_code.py ControlNetUnit (a dataclass; enabled=True; the image
     an HWC array, with ``image_fg`` beside it)."""
 
@@ -228,13 +237,9 @@ class ControlNetUnitForge:
     guidance_end: float = 1.0
     pixel_perfect: bool = False
 
-    @staticmethod
-    def from_dict(d):
-        return ControlNetUnitForge(**{k: v for k, v in d.items() if k in vars(ControlNetUnitForge)})
-
 
 @dataclass
-class ControlNetUnitClassic:
+class ControlNetUnitClassic(ForgeUnitFromDict):
     """Forge Classic (classic c813972d) lib_controlnet/external_code.py ControlNetUnit: no ``image_fg``;
     its get_input_data reads ``unit.image["image"]`` and ``unit.image["mask"]`` (gradio 3's pair)."""
 
@@ -256,13 +261,9 @@ class ControlNetUnitClassic:
     pixel_perfect: bool = False
     control_mode: Any = "Balanced"
 
-    @staticmethod
-    def from_dict(d):
-        return ControlNetUnitClassic(**{k: v for k, v in d.items() if k in vars(ControlNetUnitClassic)})
-
 
 @dataclass
-class ControlNetUnitNeo:
+class ControlNetUnitNeo(ForgeUnitFromDict):
     """Forge Neo lib_controlnet/external_code.py ControlNetUnit: a dataclass with more fields, no
     union control type; ``from_dict`` keeps the keys that are class attributes."""
 
@@ -286,10 +287,6 @@ class ControlNetUnitNeo:
     pixel_perfect: bool = False
     control_mode: Any = "Balanced"
     save_detected_map: bool = True
-
-    @staticmethod
-    def from_dict(d):
-        return ControlNetUnitNeo(**{k: v for k, v in d.items() if k in vars(ControlNetUnitNeo)})
 
 
 UNET = SimpleNamespace(hooked_by=None)  # what A1111's UnetHook patches: one UNet, one hook at a time
