@@ -70,3 +70,26 @@ def percentiles(values: list[float]) -> dict:
         "p50": round(float(np.percentile(values, 50)), 1),
         "p95": round(float(np.percentile(values, 95)), 1),
     }
+
+
+def peak_mb() -> float | None:
+    """The process's peak resident memory (Linux VmHWM) in MB (10^6 bytes, as rss_mb); None if unknown."""
+    try:
+        with open("/proc/self/status") as fh:
+            return next(int(line.split()[1]) * 1024 / 1e6 for line in fh if line.startswith("VmHWM:"))  # kB
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
+def reset_peak() -> bool:
+    """Start the peak (VmHWM) again from the present resident memory (Linux ``clear_refs``)."""
+    try:
+        handle = os.open("/proc/self/clear_refs", os.O_WRONLY)  # a kernel control, not a file written
+    except OSError:
+        return False
+    try:
+        return os.write(handle, b"5") == 1
+    except OSError:
+        return False
+    finally:
+        os.close(handle)

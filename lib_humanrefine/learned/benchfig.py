@@ -5,7 +5,6 @@ teach loop), also printed as a table (``format_table``)."""
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import TextIO
@@ -17,32 +16,9 @@ from .data import RECOMPRESSIONS, FolderInfo, Sample, fingerprint, recompressed
 from .train import Features, features_from_diagnosis
 
 
-def peak_mb() -> float | None:
-    """The process's peak resident memory (Linux VmHWM) in MB (10^6 bytes, as metrics.rss_mb); None if unknown."""
-    try:
-        with open("/proc/self/status") as fh:
-            return next(int(line.split()[1]) * 1024 / 1e6 for line in fh if line.startswith("VmHWM:"))  # kB
-    except (OSError, StopIteration, ValueError):
-        return None
-
-
-def reset_peak() -> bool:
-    """Start the peak (VmHWM) again from the present resident memory (Linux ``clear_refs``)."""
-    try:
-        handle = os.open("/proc/self/clear_refs", os.O_WRONLY)  # a kernel control, not a file written
-    except OSError:
-        return False
-    try:
-        return os.write(handle, b"5") == 1
-    except OSError:
-        return False
-    finally:
-        os.close(handle)
-
-
 class LearnedBench:
     def __init__(self, threshold: float):
-        from ..metrics import rss_mb
+        from ..metrics import peak_mb, reset_peak, rss_mb
         from . import heads_path, status
         from .encoder import SIZE
 
