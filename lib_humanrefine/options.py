@@ -1,5 +1,5 @@
 """The one schema of user options. The WebUI accordion, the settings page, the infotext keys, API
-validation and the README's option tables are all derived from the ``Option`` records here.
+validation and the option tables of docs/options.md are all derived from the ``Option`` records here.
 
 - ``SCRIPT_OPTIONS``: the accordion, in order. API callers pass
   ``"alwayson_scripts": {"HumanRefine": {"args": [...]}}`` with values in this order (missing
@@ -110,7 +110,7 @@ SETTINGS: tuple[Option, ...] = (
     Option("humanrefine_show_overlay", "Show the diagnosis overlay as an extra output image", False, "bool"),
     Option("humanrefine_tta", "Face stability check (re-runs the face-mesh model on shifted crops; a few ms per face)",
            True, "bool"),
-    Option("humanrefine_learned", "Learned check (CLIP encoder on the CPU: about 100 ms per image; "
+    Option("humanrefine_learned", "Learned check (CLIP encoder on the CPU: about 0.3 s per image on 2 cores; "
            "off = landmark signals only)", True, "bool", infotext="HumanRefine learned", per_request=True),
     Option("humanrefine_labels_dir", "Labels folder of the tab's \"fine\" / \"malformed\" buttons (empty: "
            "humanrefine-labels in the outputs folder)", "", "path"),
@@ -320,7 +320,7 @@ def _values(option: Option) -> str:
 
 
 def markdown_tables() -> str:
-    """The README's option tables, generated from this schema (tests/test_repo.py keeps them equal;
+    """The option tables of docs/options.md, generated from this schema (tests/test_repo.py keeps them equal;
     ``python -m lib_humanrefine.options`` prints them)."""
     lines = ["| # | key | accordion label | default | values | infotext key |", "|---|---|---|---|---|---|"]
     for n, o in enumerate(SCRIPT_OPTIONS):
