@@ -1,5 +1,5 @@
 """A small run of tools/api_load.py (2 clients x 5 requests on a bare app on loopback, with the
-stand-in generation running), so the load check cannot rot; the full figures are in the README."""
+stand-in generation running), so the load check cannot rot; the full figures are in docs/measured.md."""
 
 from __future__ import annotations
 

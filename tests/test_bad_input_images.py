@@ -239,7 +239,7 @@ def test_no_people(models_ready):
 
 
 def test_a_crowd_of_twenty_five_people(models_ready, astronaut):
-    """A 5 x 5 tiling: valid result; at most 6 people are analysed (README's limits)."""
+    """A 5 x 5 tiling: valid result; at most 6 people are analysed (docs/cli.md, input limits)."""
     from lib_humanrefine.diagnose import diagnose_image
     from lib_humanrefine.diagnose.report import image_dict
     from lib_humanrefine.plan import PlanOptions, make_plan
