@@ -62,7 +62,7 @@ def _add_learned_flags(parser: argparse.ArgumentParser) -> None:
 
 def _resolve_threshold(args) -> float:
     """--threshold wins; else the --sensitivity preset (default balanced) for the check that will run."""
-    from .learned import sensitivity_threshold
+    from .diagnose.learned import sensitivity_threshold
 
     if args.threshold is not None:
         if args.sensitivity:
@@ -512,7 +512,7 @@ class _ClosedPipeSafe:
 
 def cmd_train(args) -> int:
     from .atomic import output_file
-    from .learned import heads as heads_mod
+    from .diagnose.learned import heads as heads_mod
     from .learned.train import train
 
     _require_models()
@@ -560,7 +560,7 @@ def cmd_train(args) -> int:
 
 
 def _user_heads_path() -> Path:
-    from .learned import USER_HEADS
+    from .diagnose.learned import USER_HEADS
 
     return models.models_dir() / USER_HEADS
 
@@ -630,7 +630,7 @@ def _main(argv: list[str] | None) -> int:
               file=sys.stderr)  # fmt: skip
         return EXIT_USAGE
     if args.heads:
-        from .learned import set_heads_path
+        from .diagnose.learned import set_heads_path
 
         set_heads_path(args.heads)
     try:

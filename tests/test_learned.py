@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lib_humanrefine import cli, learned, models, teach
-from lib_humanrefine.diagnose import diagnose_image
+from lib_humanrefine import cli, models, teach
+from lib_humanrefine.diagnose import diagnose_image, learned
+from lib_humanrefine.diagnose.learned import heads
+from lib_humanrefine.diagnose.learned.encoder import Encoder, region_crop, whole_image
 from lib_humanrefine.diagnose.report import image_dict, summary
 from lib_humanrefine.errors import BadImage, HumanRefineError
-from lib_humanrefine.learned import data, heads, train
+from lib_humanrefine.learned import data, train
 from lib_humanrefine.learned.data import recompressed
-from lib_humanrefine.learned.encoder import Encoder, region_crop, whole_image
 
 
 @pytest.fixture
@@ -51,7 +52,7 @@ def test_crops_keep_the_whole_picture_and_pad_outside_it():
 
 
 def test_steadying_is_a_jpeg_round_trip_that_keeps_the_colours():
-    from lib_humanrefine.learned.encoder import steadied
+    from lib_humanrefine.diagnose.learned.encoder import steadied
 
     crop = np.zeros((224, 224, 3), np.uint8)
     crop[:, :112] = (220, 30, 30)  # red on the left: a channel swap would turn it blue
@@ -64,7 +65,7 @@ def test_steadying_is_a_jpeg_round_trip_that_keeps_the_colours():
 
 
 def test_steadying_brings_a_pictures_saved_copies_closer(encoder, astronaut):
-    from lib_humanrefine.learned.encoder import to_tensor
+    from lib_humanrefine.diagnose.learned.encoder import to_tensor
 
     copies = [whole_image(recompressed(astronaut, fmt, opts)) for fmt, opts in data.RECOMPRESSIONS]
     raw = np.array(
@@ -80,7 +81,7 @@ def test_steadying_brings_a_pictures_saved_copies_closer(encoder, astronaut):
 
 
 def heads_pad():
-    from lib_humanrefine.learned.encoder import PAD
+    from lib_humanrefine.diagnose.learned.encoder import PAD
 
     return PAD
 
@@ -584,8 +585,8 @@ def test_the_preset_follows_the_scores_the_diagnosis_has(monkeypatch, astronaut)
 def test_the_float_encoder_runs_the_int8_files_weights_without_quantized_activations(models_ready, astronaut):
     import onnxruntime as ort
 
-    from lib_humanrefine.learned import dequantize
-    from lib_humanrefine.learned.encoder import to_tensor
+    from lib_humanrefine.diagnose.learned import dequantize
+    from lib_humanrefine.diagnose.learned.encoder import to_tensor
 
     int8_bytes = (models_ready / models.ENCODER).read_bytes()
     pieces, rewritten = dequantize.float_model(int8_bytes)
@@ -634,7 +635,7 @@ def test_the_encoder_keeps_no_copy_of_the_model_and_embeds_as_with_float32_weigh
 
 
 def test_a_file_the_rewrite_does_not_know_is_refused_in_one_line():
-    from lib_humanrefine.learned import dequantize
+    from lib_humanrefine.diagnose.learned import dequantize
 
     relu = dequantize._field(dequantize.NODE_OP_TYPE, dequantize.BYTES, b"Relu")
     no_quantized = dequantize._field(

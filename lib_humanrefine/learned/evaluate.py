@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import learned
+from ..diagnose.learned import noisy_or, score_features
+from ..diagnose.learned.heads import PRESETS
 from ..diagnose.types import worst_first
-from . import score_features
 from .data import kind_severities
-from .heads import PRESETS
 from .train import Features, _image_rows, auroc, fit_heads, teach, training_side
 
 PROMPT_GROUP = "prompt:"  # groups of the annotated study's prompts (``data.FolderInfo.group``)
@@ -68,7 +67,7 @@ def _scored(heads, f: Features) -> tuple[float, list[float], float]:
 
 def _evidence(f: Features) -> list[float]:
     """Each part's landmark evidence (noisy-or of its signals), as ``Part.landmark_evidence``."""
-    return [learned.noisy_or(signals) for signals in f.landmark_signals]
+    return [noisy_or(signals) for signals in f.landmark_signals]
 
 
 def separations(scores: np.ndarray, rows: list[Features]) -> dict:

@@ -35,9 +35,9 @@ from typing import TextIO
 import numpy as np
 
 from .. import models
+from ..diagnose.learned.heads import PART_KINDS, PRESET_FALSE_ALARMS, Heads, KindHead, Linear, sigmoid
 from ..errors import HumanRefineError
 from .data import PARTS, Sample, fingerprint, part_label, worst_kind
-from .heads import PART_KINDS, PRESET_FALSE_ALARMS, Heads, KindHead, Linear, sigmoid
 
 # The image head's regularisation, fixed. Study (leave one group out over 21 groups: each prompt of
 # the annotated study's repository, each other source; 169 development images), the plain probe's
@@ -131,12 +131,12 @@ def extract(
     row is only its kind and label (the heads do not look at part crops). ``encoder``: one already
     loaded, else one is made. An image that cannot be read or diagnosed is named on ``progress``,
     added to ``skipped`` and left out (without ``skipped``: BadImage)."""
-    from .. import learned
     from ..diagnose import diagnose_image
+    from ..diagnose.learned import embed_image
+    from ..diagnose.learned.encoder import Encoder
     from ..errors import BadImage, failure_on
     from ..images import load_image
     from ..metrics import region_mask
-    from .encoder import Encoder
 
     try:
         encoder = encoder or Encoder(str(models.model_path(models.ENCODER)))
@@ -153,7 +153,7 @@ def extract(
                 _detections, diagnosis = diagnose_image(image, learned=False)
                 features = Features(
                     sample=sample,
-                    image_embedding=learned.embed_image(encoder, image),
+                    image_embedding=embed_image(encoder, image),
                     landmark_signals=[[s.score for s in p.signals] for p in diagnosis.parts],
                     **_part_fields(sample, diagnosis.parts, region_mask(sample.path)),
                 )
@@ -544,7 +544,7 @@ def train(
     """Heads for the labelled folders, written to ``out``: fitted afresh without ``base``, else
     ``base`` with these labels added (``teach``). Images that cannot be read or diagnosed are named on
     ``progress`` and left out (listed in ``skipped`` when given; without it the first one stops the run)."""
-    from . import heads as heads_mod
+    from ..diagnose.learned import heads as heads_mod
 
     samples = labelled_samples(folders, progress, minimum=2 if base is None else 0)
     features = extract(samples, progress, skipped=skipped)

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import models
-from ..errors import HumanRefineError
+from ... import models
+from ...errors import HumanRefineError
 from . import heads as heads_mod
 from .encoder import Encoder, whole_image
 from .heads import PRESETS, Heads
