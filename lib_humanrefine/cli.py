@@ -402,7 +402,7 @@ def cmd_refine(args) -> int:
 def cmd_bench(args) -> int:
     from .atomic import dumps_json, output_file, write_text
     from .bench import load_labels, run_bench
-    from .learned.data import once_each
+    from .training.data import once_each
 
     if args.labels and len(args.data) > 1:
         raise BadArgument("--labels goes with one --data folder")
@@ -466,7 +466,7 @@ def _judge_bench(args, labels) -> dict:
     """``bench --judge``: the judge benchmark over the labelled images (labels do not matter here,
     only the pictures and their groups), with a readable table on stderr."""
     from . import judge_bench as benchmark
-    from .learned.data import FolderInfo, Sample
+    from .training.data import FolderInfo, Sample
 
     if args.judge_limit < 0:
         raise BadArgument(f"--judge-limit must be 0 (all) or more (got {args.judge_limit})")
@@ -513,7 +513,7 @@ class _ClosedPipeSafe:
 def cmd_train(args) -> int:
     from .atomic import output_file
     from .diagnose.learned import heads as heads_mod
-    from .learned.train import train
+    from .training.train import train
 
     _require_models()
     models.model_path(models.ENCODER)

@@ -93,7 +93,7 @@ class Heads:
     trained_images: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))  # image fingerprints
     kind: KindHead | None = None  # which kind is worst in this image (None: the counted shares alone)
     # F (rows x 513, float16) with F^T F the image head's training-loss curvature over [w, b]
-    # (``train.prior_factor``); None where no user labels can be added (older or taught heads)
+    # (``training.train.prior_factor``); None where no user labels can be added (older or taught heads)
     prior: np.ndarray | None = None
 
     def image_probability(self, embedding: np.ndarray) -> float:

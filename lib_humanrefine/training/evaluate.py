@@ -2,7 +2,7 @@
 
 For each group (a prompt of the annotated study's images, else a source repository: ``data.FolderInfo
 .group``), heads are fitted and calibrated (``train.fit_heads``, with its own inner grouped folds) on
-every other group and applied to this one with the diagnosis' arithmetic (``learned.score_features``).
+every other group and applied to this one with the diagnosis' arithmetic (``diagnose.learned.score_features``).
 No image's group is ever on both sides, and nothing is chosen by looking at the held-out scores.
 The separation is told apart as the hidden sets that confirm it are made: among generated images
 alone, generated malformed pictures against photos, and the prompt groups' pictures alone.
@@ -16,8 +16,9 @@ import numpy as np
 from ..diagnose.learned import noisy_or, score_features
 from ..diagnose.learned.heads import PRESETS
 from ..diagnose.types import worst_first
+from ..metrics import auroc, recall_at_fpr
 from .data import kind_severities
-from .train import Features, _image_rows, auroc, fit_heads, teach, training_side
+from .train import Features, _image_rows, fit_heads, teach, training_side
 
 PROMPT_GROUP = "prompt:"  # groups of the annotated study's prompts (``data.FolderInfo.group``)
 
@@ -43,8 +44,6 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def _separation(scores: np.ndarray, labels: np.ndarray) -> dict:
-    from ..metrics import auroc, recall_at_fpr
-
     recall, _t = recall_at_fpr(scores, labels)
     return {
         "n_pos": int((labels == 1).sum()),
