@@ -57,7 +57,7 @@ def load_labels(csv_path: Path, data_dir: Path) -> list[Labelled]:
             raise BadImage(f"{csv_path}:{n}: label must be 0 or 1, got {label}")
         if (row.get("part") or "image").strip().lower() != "image":
             crops += 1
-            continue  # a part crop for training (learned/data.py), not a picture to diagnose
+            continue  # a part crop for training (training/data.py), not a picture to diagnose
         rows.append(Labelled(path, label, (row.get("kind") or "").strip(), csv_path.parent, f"{csv_path}:{n}"))
     if not rows and crops:
         raise BadImage(
@@ -79,8 +79,8 @@ def run_bench(
 ) -> dict:
     from .diagnose import DEFAULT_THRESHOLD, diagnose_image
     from .images import load_image
-    from .learned import benchfig
     from .plan import PlanOptions, make_plan
+    from .training import benchfig
 
     threshold = DEFAULT_THRESHOLD if threshold is None else threshold
     learned_bench = benchfig.LearnedBench(threshold) if learned else None

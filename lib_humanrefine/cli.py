@@ -62,7 +62,7 @@ def _add_learned_flags(parser: argparse.ArgumentParser) -> None:
 
 def _resolve_threshold(args) -> float:
     """--threshold wins; else the --sensitivity preset (default balanced) for the check that will run."""
-    from .learned import sensitivity_threshold
+    from .diagnose.learned import sensitivity_threshold
 
     if args.threshold is not None:
         if args.sensitivity:
@@ -402,7 +402,7 @@ def cmd_refine(args) -> int:
 def cmd_bench(args) -> int:
     from .atomic import dumps_json, output_file, write_text
     from .bench import load_labels, run_bench
-    from .learned.data import once_each
+    from .training.data import once_each
 
     if args.labels and len(args.data) > 1:
         raise BadArgument("--labels goes with one --data folder")
@@ -466,7 +466,7 @@ def _judge_bench(args, labels) -> dict:
     """``bench --judge``: the judge benchmark over the labelled images (labels do not matter here,
     only the pictures and their groups), with a readable table on stderr."""
     from . import judge_bench as benchmark
-    from .learned.data import FolderInfo, Sample
+    from .training.data import FolderInfo, Sample
 
     if args.judge_limit < 0:
         raise BadArgument(f"--judge-limit must be 0 (all) or more (got {args.judge_limit})")
@@ -512,8 +512,8 @@ class _ClosedPipeSafe:
 
 def cmd_train(args) -> int:
     from .atomic import output_file
-    from .learned import heads as heads_mod
-    from .learned.train import train
+    from .diagnose.learned import heads as heads_mod
+    from .training.train import train
 
     _require_models()
     models.model_path(models.ENCODER)
@@ -560,7 +560,7 @@ def cmd_train(args) -> int:
 
 
 def _user_heads_path() -> Path:
-    from .learned import USER_HEADS
+    from .diagnose.learned import USER_HEADS
 
     return models.models_dir() / USER_HEADS
 
@@ -630,7 +630,7 @@ def _main(argv: list[str] | None) -> int:
               file=sys.stderr)  # fmt: skip
         return EXIT_USAGE
     if args.heads:
-        from .learned import set_heads_path
+        from .diagnose.learned import set_heads_path
 
         set_heads_path(args.heads)
     try:

@@ -9,7 +9,7 @@ generated one, and the judge measures it against the original.
 
 The judge's fitted limits (identity, colour, seam, detail) are then chosen on every group of
 images but one and applied to the held-out group, so no limit is ever fitted on the images it is
-scored on; groups are prompts and sources (``learned.data``). The table gives, per candidate
+scored on; groups are prompts and sources (``training.data``). The table gives, per candidate
 and part kind, the share the judge accepted (benign: should be about 1; bad: about 0), held out
 and with the shipped limits. Published before/after pairs (``*_original``/``*_refined``,
 ``*_before``/``*_after``) are judged too: is the published fix kept?
@@ -112,7 +112,7 @@ def donor_for(landmarks: np.ndarray, group: str, faces: list[_Face]) -> made.Don
 def collect(
     samples, judge: Judge | None = None, names: Iterable[str] | None = None, progress: TextIO | None = None
 ) -> list[Row]:
-    """Measure every candidate of every hand and face step of ``samples`` (``learned.data.Sample``)."""
+    """Measure every candidate of every hand and face step of ``samples`` (``training.data.Sample``)."""
     from .diagnose import diagnose_image
     from .images import load_image
 

@@ -1,6 +1,6 @@
 """Figures the benchmarks and the training share: separation (AUROC, recall at a false-alarm
 rate), where a box falls in a labelled region, latency percentiles and resident memory. Imports
-nothing of the package above it (bench, learned training and evaluation, the judge's benchmark all
+nothing of the package above it (bench, training and evaluation, the judge's benchmark all
 import it)."""
 
 from __future__ import annotations

@@ -201,7 +201,7 @@ def diagnose_for(image: np.ndarray, args: ScriptArgs, settings: Settings):
     ``args.threshold`` is the threshold in force (the slider's, or the sensitivity preset's for the
     scores this diagnosis has: learned, or landmark-only when the learned check did not run)."""
     from .diagnose import diagnose_image
-    from .learned import apply_sensitivity
+    from .diagnose.learned import apply_sensitivity
 
     detections, diagnosis = diagnose_image(image, threshold=args.threshold, tta=settings.tta, learned=settings.learned)
     return (

@@ -222,7 +222,7 @@ def test_bodies_without_a_length_are_bounded_too(client, monkeypatch):
 
 
 def test_diagnose_takes_a_sensitivity_preset_or_a_threshold(client, astronaut_b64):
-    from lib_humanrefine import learned
+    from lib_humanrefine.diagnose import learned
 
     body = client.post("/humanrefine/v1/diagnose", json={"image": astronaut_b64, "sensitivity": "strict"}).json()
     assert body["report"]["threshold"] == learned.sensitivity_threshold("strict")

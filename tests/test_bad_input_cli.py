@@ -422,7 +422,7 @@ def four(tmp_path, astronaut, grace_hopper):
 def no_embedding(monkeypatch):
     """Training stops, in one line, where the embedding would start; the samples it got are kept."""
     from lib_humanrefine.errors import HumanRefineError
-    from lib_humanrefine.learned import train
+    from lib_humanrefine.training import train
 
     reached = []
 

@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lib_humanrefine import cli, learned, models, teach
-from lib_humanrefine.diagnose import diagnose_image
+from lib_humanrefine import cli, models, teach
+from lib_humanrefine.diagnose import diagnose_image, learned
+from lib_humanrefine.diagnose.learned import heads
+from lib_humanrefine.diagnose.learned.encoder import Encoder, region_crop, whole_image
 from lib_humanrefine.diagnose.report import image_dict, summary
 from lib_humanrefine.errors import BadImage, HumanRefineError
-from lib_humanrefine.learned import data, heads, train
-from lib_humanrefine.learned.data import recompressed
-from lib_humanrefine.learned.encoder import Encoder, region_crop, whole_image
+from lib_humanrefine.training import data, train
+from lib_humanrefine.training.data import recompressed
 
 
 @pytest.fixture
@@ -51,7 +52,7 @@ def test_crops_keep_the_whole_picture_and_pad_outside_it():
 
 
 def test_steadying_is_a_jpeg_round_trip_that_keeps_the_colours():
-    from lib_humanrefine.learned.encoder import steadied
+    from lib_humanrefine.diagnose.learned.encoder import steadied
 
     crop = np.zeros((224, 224, 3), np.uint8)
     crop[:, :112] = (220, 30, 30)  # red on the left: a channel swap would turn it blue
@@ -64,7 +65,7 @@ def test_steadying_is_a_jpeg_round_trip_that_keeps_the_colours():
 
 
 def test_steadying_brings_a_pictures_saved_copies_closer(encoder, astronaut):
-    from lib_humanrefine.learned.encoder import to_tensor
+    from lib_humanrefine.diagnose.learned.encoder import to_tensor
 
     copies = [whole_image(recompressed(astronaut, fmt, opts)) for fmt, opts in data.RECOMPRESSIONS]
     raw = np.array(
@@ -80,7 +81,7 @@ def test_steadying_brings_a_pictures_saved_copies_closer(encoder, astronaut):
 
 
 def heads_pad():
-    from lib_humanrefine.learned.encoder import PAD
+    from lib_humanrefine.diagnose.learned.encoder import PAD
 
     return PAD
 
@@ -330,7 +331,7 @@ def test_train_adds_a_users_labels_to_the_bundled_heads_and_says_what_it_used(en
 
 
 def test_each_kinds_share_of_blame_is_its_malformed_rate_in_malformed_images_and_crop_rows():
-    from lib_humanrefine.learned.train import Features, fit_blame
+    from lib_humanrefine.training.train import Features, fit_blame
 
     def image(label, parts):
         kinds, labels = zip(*parts)
@@ -391,7 +392,7 @@ def test_worst_kind_comes_from_the_severities_or_the_one_kind_a_mask_marks():
 
 def test_the_kind_head_learns_the_worst_kind(tmp_path):
     pytest.importorskip("sklearn")
-    from lib_humanrefine.learned.train import Features, fit_core, fit_kind
+    from lib_humanrefine.training.train import Features, fit_core, fit_kind
 
     rng = np.random.default_rng(4)
 
@@ -463,8 +464,8 @@ def test_bench_cross_validates_by_group_and_skips_part_rows(models_ready, shared
 
 def test_the_held_out_swing_scores_each_pictures_copies_with_its_held_out_heads():
     pytest.importorskip("sklearn")
-    from lib_humanrefine.learned.evaluate import crossval
-    from lib_humanrefine.learned.train import Features
+    from lib_humanrefine.training.evaluate import crossval
+    from lib_humanrefine.training.train import Features
 
     rng = np.random.default_rng(1)
 
@@ -489,8 +490,8 @@ def test_the_held_out_swing_scores_each_pictures_copies_with_its_held_out_heads(
 
 def test_held_out_presets_count_false_alarms_among_normal_generated_pictures_apart():
     pytest.importorskip("sklearn")
-    from lib_humanrefine.learned.evaluate import crossval
-    from lib_humanrefine.learned.train import Features
+    from lib_humanrefine.training.evaluate import crossval
+    from lib_humanrefine.training.train import Features
 
     rng = np.random.default_rng(2)
 
@@ -515,8 +516,8 @@ def test_held_out_presets_count_false_alarms_among_normal_generated_pictures_apa
 
 def test_where_counts_the_top_parts_focus_besides_its_box():
     pytest.importorskip("sklearn")
-    from lib_humanrefine.learned.evaluate import crossval
-    from lib_humanrefine.learned.train import Features
+    from lib_humanrefine.training.evaluate import crossval
+    from lib_humanrefine.training.train import Features
 
     rng = np.random.default_rng(3)
     mask = np.zeros((100, 100), bool)
@@ -584,8 +585,8 @@ def test_the_preset_follows_the_scores_the_diagnosis_has(monkeypatch, astronaut)
 def test_the_float_encoder_runs_the_int8_files_weights_without_quantized_activations(models_ready, astronaut):
     import onnxruntime as ort
 
-    from lib_humanrefine.learned import dequantize
-    from lib_humanrefine.learned.encoder import to_tensor
+    from lib_humanrefine.diagnose.learned import dequantize
+    from lib_humanrefine.diagnose.learned.encoder import to_tensor
 
     int8_bytes = (models_ready / models.ENCODER).read_bytes()
     pieces, rewritten = dequantize.float_model(int8_bytes)
@@ -634,7 +635,7 @@ def test_the_encoder_keeps_no_copy_of_the_model_and_embeds_as_with_float32_weigh
 
 
 def test_a_file_the_rewrite_does_not_know_is_refused_in_one_line():
-    from lib_humanrefine.learned import dequantize
+    from lib_humanrefine.diagnose.learned import dequantize
 
     relu = dequantize._field(dequantize.NODE_OP_TYPE, dequantize.BYTES, b"Relu")
     no_quantized = dequantize._field(
@@ -648,7 +649,7 @@ def test_a_file_the_rewrite_does_not_know_is_refused_in_one_line():
 
 def test_out_of_fold_scores_that_rank_backwards_do_not_turn_the_image_head_around():
     pytest.importorskip("sklearn")
-    from lib_humanrefine.learned import train
+    from lib_humanrefine.training import train
 
     rows = [train.Features(data.Sample(None, label), np.zeros(2)) for label in (0, 0, 0, 1, 1, 1)]
     backwards = train.OutOfFold(rows, np.array([2.0, 1.5, 0.5, -0.3, -1.0, 0.2]))
@@ -720,7 +721,7 @@ def test_teaching_a_users_pictures_is_a_refit_with_them_counted_three_times():
     # the same fit with the development pictures themselves: balanced weights in each part
     x = np.array([f.image_embedding for f in development + mine])
     y = np.array([f.sample.label for f in development + mine])
-    weights = np.array([1.0] * len(development) + [train.TEACH_WEIGHT] * len(mine))  # both sets balanced already
+    weights = np.array([1.0] * len(development) + [teach.TEACH_WEIGHT] * len(mine))  # both sets balanced already
     refit = sklearn.LogisticRegression(C=train.IMAGE_C, max_iter=5000).fit(x, y, sample_weight=weights)
     logits = x @ refit.coef_[0] + refit.intercept_[0]
     assert np.abs(taught.image.logit(x) - logits).max() < 0.05 * np.abs(logits).max()
@@ -728,7 +729,7 @@ def test_teaching_a_users_pictures_is_a_refit_with_them_counted_three_times():
     assert taught.platt == base.platt and taught.thresholds == base.thresholds and taught.prior is None
     assert taught.info["taught"] == {
         "images": 10, "malformed": 5, "part_rows": {"hand": 0, "face": 0, "body": 0}, "image_head_changed": True,
-        "weight": train.TEACH_WEIGHT,
+        "weight": teach.TEACH_WEIGHT,
     }  # fmt: skip
     # fewer than two of a label: nothing to separate, the image head stays
     assert train.teach(base, [f for f in mine if f.sample.label == 1] + mine[:1]).image is base.image
@@ -740,7 +741,7 @@ def test_teach_warns_when_labels_are_too_few_or_one_sided():
     crop = train.Features(data.Sample(Path("h.png"), 1, "hand"), None, ["hand"], [[]], [1])
     assert train.teach_warnings(rows) == []
     [few] = train.teach_warnings(rows[:6])
-    assert "only 6 whole pictures" in few and f"at least {train.TEACH_ADVISED}" in few
+    assert "only 6 whole pictures" in few and f"at least {teach.TEACH_ADVISED}" in few
     [one_sided] = train.teach_warnings([f for f in rows if f.sample.label == 1])
     assert "6 malformed and 0 fine" in one_sided and "left as it was" in one_sided
     assert any("part crop(s) only" in w for w in train.teach_warnings([crop]))
@@ -748,7 +749,7 @@ def test_teach_warns_when_labels_are_too_few_or_one_sided():
 
 def test_the_teach_curve_scores_the_rest_of_each_held_out_group_before_and_after():
     pytest.importorskip("sklearn")
-    from lib_humanrefine.learned import evaluate
+    from lib_humanrefine.training import evaluate
 
     rng = np.random.default_rng(10)
     rows = _pictures(rng, 30, "a") + _pictures(rng, 30, "b") + _pictures(rng, 14, "c", shift=2.0)
@@ -797,7 +798,7 @@ def test_parts_of_one_kind_go_by_their_landmark_evidence_then_size():
 
 
 def test_bench_prints_the_held_out_figures_presets_and_teach_curve():
-    from lib_humanrefine.learned.benchfig import format_table
+    from lib_humanrefine.training.benchfig import format_table
 
     separation = {"auroc": 0.7, "recall_at_fpr10": 0.3, "n_pos": 9, "n_neg": 8}
     preset = {"false_alarms_generated": 0.1, "false_alarms_photos": 0.0, "recall": 0.3}

@@ -291,7 +291,7 @@ def test_ui_uses_only_arguments_gradio3_and_4_share_and_pastes_back(webui):
     assert values == [True, "flagged", 0.5, "balanced", False, True, True, 0.5, 0.35, 0.6]  # missing: defaults
     assert [fields[id(c)]({"Steps": "20"}) for c in components] == [False] + [None] * 9  # not ours: keep
     # The threshold slider follows the sensitivity: greyed under a preset with the preset's threshold.
-    from lib_humanrefine.learned import sensitivity_threshold
+    from lib_humanrefine.diagnose.learned import sensitivity_threshold
     from lib_humanrefine.webui import current_settings
 
     learned = current_settings().learned  # the settings page's learned check: the learned or landmark presets

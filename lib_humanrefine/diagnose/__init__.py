@@ -58,7 +58,7 @@ def diagnose_detections(
 
 def add_learned_evidence(image: np.ndarray, diagnosis: Diagnosis) -> None:
     """The learned check's signal on every part and the image score; a note when it is off."""
-    from ..learned import KIND_WORDS, learned_check
+    from .learned import KIND_WORDS, learned_check
 
     start = time.perf_counter()
     result, note = learned_check(image, diagnosis.parts)

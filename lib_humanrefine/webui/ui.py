@@ -31,7 +31,7 @@ def threshold_state(sensitivity: str, learned: bool) -> dict:
     signals' own); under "threshold" free to move, from where it was."""
     if sensitivity == "threshold":
         return {"interactive": True}
-    from ..learned import sensitivity_threshold
+    from ..diagnose.learned import sensitivity_threshold
 
     return {"value": round(sensitivity_threshold(sensitivity, learned), 3), "interactive": False}
 

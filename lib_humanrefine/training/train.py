@@ -35,9 +35,11 @@ from typing import TextIO
 import numpy as np
 
 from .. import models
+from ..diagnose.learned.heads import PART_KINDS, PRESET_FALSE_ALARMS, Heads, KindHead, Linear, sigmoid
 from ..errors import HumanRefineError
+from ..metrics import auroc
+from ..teach import TEACH_MIN_EACH, TEACH_WEIGHT, labels_warnings
 from .data import PARTS, Sample, fingerprint, part_label, worst_kind
-from .heads import PART_KINDS, PRESET_FALSE_ALARMS, Heads, KindHead, Linear, sigmoid
 
 # The image head's regularisation, fixed. Study (leave one group out over 21 groups: each prompt of
 # the annotated study's repository, each other source; 169 development images), the plain probe's
@@ -62,20 +64,10 @@ PRESET_MIN_GENERATED = 10
 # wrestlers), the same for C = 0.3 and 3, 43 at C = 10. One head per kind instead: 36-39 of 59.
 KIND_C = 1.0
 KIND_MIN_IMAGES = 2  # a kind with fewer malformed images where it is the worst gets no class
-# Adding a user's pictures (``teach``): each counts this many development pictures, its classes
-# balanced among the user's. Study (each of the 5 annotated prompts held out in turn, k of its
-# labelled pictures added, the rest of that prompt scored; 60 draws each): AUROC gain over k = 0
-# at k = 5 / 10 pictures with weight 1: +0.00 / +0.02, 3: +0.03 / +0.07, 10: +0.05 / +0.08; false
-# alarms among the rest's normal pictures at the balanced preset 12 % -> 15 %, 17 %, 27 %. Without
-# balancing the classes the gains were larger (weight 3: +0.09 / +0.12) but 41 % of the normal
-# pictures were flagged: the prompts' pictures are mostly malformed, and every score rose.
-TEACH_WEIGHT = 3.0
 # Directions whose curvature is below this share of the regulariser's (1 / C) are left to it in the
 # stored prior: the taught weights move by 0.15 % of the update (121 of 169 directions kept; all of
 # them reproduce a refit on the development images and the added ones within 0.001 AUROC).
 PRIOR_LEFT_OUT = 0.01
-TEACH_MIN_EACH = 2  # fewer malformed or fine pictures than this leave the image head as it was
-TEACH_ADVISED = 10  # in-house, 5 pictures of a prompt gained +0.03 AUROC, 10 +0.07
 
 
 def _sklearn():
@@ -131,12 +123,12 @@ def extract(
     row is only its kind and label (the heads do not look at part crops). ``encoder``: one already
     loaded, else one is made. An image that cannot be read or diagnosed is named on ``progress``,
     added to ``skipped`` and left out (without ``skipped``: BadImage)."""
-    from .. import learned
     from ..diagnose import diagnose_image
+    from ..diagnose.learned import embed_image
+    from ..diagnose.learned.encoder import Encoder
     from ..errors import BadImage, failure_on
     from ..images import load_image
     from ..metrics import region_mask
-    from .encoder import Encoder
 
     try:
         encoder = encoder or Encoder(str(models.model_path(models.ENCODER)))
@@ -153,7 +145,7 @@ def extract(
                 _detections, diagnosis = diagnose_image(image, learned=False)
                 features = Features(
                     sample=sample,
-                    image_embedding=learned.embed_image(encoder, image),
+                    image_embedding=embed_image(encoder, image),
                     landmark_signals=[[s.score for s in p.signals] for p in diagnosis.parts],
                     **_part_fields(sample, diagnosis.parts, region_mask(sample.path)),
                 )
@@ -293,12 +285,6 @@ def out_of_fold(features: list[Features], encoder_sha256: str, folds: int | None
         for i in test_idx:
             image_logits[i] = float(heads.image.logit(rows[i].image_embedding))
     return OutOfFold(rows, image_logits)
-
-
-def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
-    from ..metrics import auroc as _auroc
-
-    return _auroc(np.asarray(scores), np.asarray(labels))
 
 
 def threshold_for(negatives: np.ndarray, max_false_alarms: float) -> float:
@@ -467,8 +453,10 @@ def taught_held_out(base: Heads, features: list[Features]) -> dict | None:
     labels = np.array([f.sample.label for f in rows])
     if len(set(labels.tolist())) < 2:
         return None
-    before = [float(base.image.logit(f.image_embedding)) for f in rows]
-    after = [float(teach_update(base, rows[:i] + rows[i + 1 :]).logit(f.image_embedding)) for i, f in enumerate(rows)]
+    before = np.array([float(base.image.logit(f.image_embedding)) for f in rows])
+    after = np.array(
+        [float(teach_update(base, rows[:i] + rows[i + 1 :]).logit(f.image_embedding)) for i, f in enumerate(rows)]
+    )
     return {"pictures": len(rows), "before": round(auroc(before, labels), 4), "after": round(auroc(after, labels), 4)}
 
 
@@ -477,26 +465,6 @@ def teach_warnings(features: list[Features]) -> list[str]:
     rows = _image_rows(features)
     malformed = sum(f.sample.label == 1 for f in rows)
     return labels_warnings(malformed, len(rows) - malformed, len(features) - len(rows))
-
-
-def labels_warnings(malformed: int, fine: int, crops: int) -> list[str]:
-    """``teach_warnings`` from the counts of whole pictures (malformed, fine) and part crops."""
-    out = []
-    if min(malformed, fine) < TEACH_MIN_EACH:
-        fewer = "malformed" if malformed < TEACH_MIN_EACH else "fine"
-        out.append(
-            f"the labels hold {malformed} malformed and {fine} fine whole picture(s): with fewer than "
-            f"{TEACH_MIN_EACH} {fewer} ones the image head is left as it was (one-sided labels would only raise "
-            f"or lower every score); mark both kinds"
-        )
-    elif malformed + fine < TEACH_ADVISED:
-        out.append(
-            f"only {malformed + fine} whole pictures: in-house, 5 pictures of a prompt raised its AUROC by about "
-            f"0.03 and 10 by 0.07; mark at least {TEACH_ADVISED}"
-        )
-    if crops and not malformed + fine:
-        out.append(f"{crops} part crop(s) only: they set each kind's share of the blame, never the image score")
-    return out
 
 
 def labelled_samples(folders: list[Path], progress: TextIO | None = None, minimum: int = 2) -> list[Sample]:
@@ -544,7 +512,7 @@ def train(
     """Heads for the labelled folders, written to ``out``: fitted afresh without ``base``, else
     ``base`` with these labels added (``teach``). Images that cannot be read or diagnosed are named on
     ``progress`` and left out (listed in ``skipped`` when given; without it the first one stops the run)."""
-    from . import heads as heads_mod
+    from ..diagnose.learned import heads as heads_mod
 
     samples = labelled_samples(folders, progress, minimum=2 if base is None else 0)
     features = extract(samples, progress, skipped=skipped)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import HumanRefineError
+from ...errors import HumanRefineError
 
 HEADS_VERSION = 6
 READABLE_VERSIONS = (4, 5, 6)  # 4: no kind head; 6: the training's curvature (``prior``) where it was fitted
@@ -93,7 +93,7 @@ class Heads:
     trained_images: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))  # image fingerprints
     kind: KindHead | None = None  # which kind is worst in this image (None: the counted shares alone)
     # F (rows x 513, float16) with F^T F the image head's training-loss curvature over [w, b]
-    # (``train.prior_factor``); None where no user labels can be added (older or taught heads)
+    # (``training.train.prior_factor``); None where no user labels can be added (older or taught heads)
     prior: np.ndarray | None = None
 
     def image_probability(self, embedding: np.ndarray) -> float:
@@ -143,7 +143,7 @@ def write(heads: Heads, path: Path) -> None:
     if heads.prior is not None:
         arrays["image_prior"] = heads.prior.astype(np.float16)
     arrays = {"meta": np.array(json.dumps(meta, sort_keys=True)), **arrays}  # meta first, as before
-    from ..atomic import npz_bytes, write_bytes
+    from ...atomic import npz_bytes, write_bytes
 
     write_bytes(Path(path), npz_bytes(**arrays))
 
@@ -151,7 +151,7 @@ def write(heads: Heads, path: Path) -> None:
 def retrain_command(path: Path) -> str:
     """The command that writes new heads over ``path`` with the models folder in force (DIR: the
     user's labelled folders)."""
-    from .. import models
+    from ... import models
 
     return models.cli_command(["train", "--data", "DIR...", "--out", str(path)])
 

@@ -6,7 +6,7 @@ learned signal of ``image score x its kind's share``, where the most blamed kind
 1 (``Heads.part_shares``: shares counted in training, with the kind head ranking hands and people
 in each image), and among parts of one kind the landmark signals' own evidence goes first
 (``diagnose.types.worst_first``). The landmark signals stay as reasons; their weight in the score
-(``Heads.landmark_weight``) is 0 for heads version 6 (``train.LANDMARK_WEIGHT``).
+(``Heads.landmark_weight``) is 0 for heads version 6 (``training.train.LANDMARK_WEIGHT``).
 
 Optional by design: without onnxruntime, the encoder file or usable heads, ``learned_check``
 returns a one-line note and the diagnosis keeps its landmark signals.
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import models
-from ..errors import HumanRefineError
+from ... import models
+from ...errors import HumanRefineError
 from . import heads as heads_mod
 from .encoder import Encoder, whole_image
 from .heads import PRESETS, Heads

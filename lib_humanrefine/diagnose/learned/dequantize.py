@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import HumanRefineError
+from ...errors import HumanRefineError
 
 # ONNX field numbers (onnx.proto3): ModelProto.graph; GraphProto.node, .initializer, .output;
 # ModelProto.opset_import; OperatorSetIdProto.domain, .version; NodeProto.input, .output, .name,

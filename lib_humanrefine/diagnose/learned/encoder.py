@@ -87,7 +87,7 @@ def _session(ort, path: Path, options):
     """The rewritten model (``dequantize.float_model``) as an onnxruntime session, loaded from a
     temporary file deleted as soon as the session holds the weights: given the model's bytes,
     onnxruntime parses them into a second copy while our copy is still alive."""
-    from ..atomic import scratch_file
+    from ...atomic import scratch_file
     from .dequantize import float_model
 
     pieces, _rewritten = float_model(path.read_bytes())

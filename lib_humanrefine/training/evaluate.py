@@ -2,7 +2,7 @@
 
 For each group (a prompt of the annotated study's images, else a source repository: ``data.FolderInfo
 .group``), heads are fitted and calibrated (``train.fit_heads``, with its own inner grouped folds) on
-every other group and applied to this one with the diagnosis' arithmetic (``learned.score_features``).
+every other group and applied to this one with the diagnosis' arithmetic (``diagnose.learned.score_features``).
 No image's group is ever on both sides, and nothing is chosen by looking at the held-out scores.
 The separation is told apart as the hidden sets that confirm it are made: among generated images
 alone, generated malformed pictures against photos, and the prompt groups' pictures alone.
@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import learned
+from ..diagnose.learned import noisy_or, score_features
+from ..diagnose.learned.heads import PRESETS
 from ..diagnose.types import worst_first
-from . import score_features
+from ..metrics import auroc, recall_at_fpr
 from .data import kind_severities
-from .heads import PRESETS
-from .train import Features, _image_rows, auroc, fit_heads, teach, training_side
+from .train import Features, _image_rows, fit_heads, teach, training_side
 
 PROMPT_GROUP = "prompt:"  # groups of the annotated study's prompts (``data.FolderInfo.group``)
 
@@ -44,8 +44,6 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def _separation(scores: np.ndarray, labels: np.ndarray) -> dict:
-    from ..metrics import auroc, recall_at_fpr
-
     recall, _t = recall_at_fpr(scores, labels)
     return {
         "n_pos": int((labels == 1).sum()),
@@ -68,7 +66,7 @@ def _scored(heads, f: Features) -> tuple[float, list[float], float]:
 
 def _evidence(f: Features) -> list[float]:
     """Each part's landmark evidence (noisy-or of its signals), as ``Part.landmark_evidence``."""
-    return [learned.noisy_or(signals) for signals in f.landmark_signals]
+    return [noisy_or(signals) for signals in f.landmark_signals]
 
 
 def separations(scores: np.ndarray, rows: list[Features]) -> dict:

@@ -18,9 +18,9 @@ from .train import Features, features_from_diagnosis
 
 class LearnedBench:
     def __init__(self, threshold: float):
+        from ..diagnose.learned import heads_path, status
+        from ..diagnose.learned.encoder import SIZE
         from ..metrics import peak_mb, reset_peak, rss_mb
-        from . import heads_path, status
-        from .encoder import SIZE
 
         self.threshold = threshold
         peak_known = reset_peak()
@@ -77,9 +77,9 @@ class LearnedBench:
             self.swings.append((max(scores) - min(scores), item.path.name))
 
     def figures(self, progress: TextIO | None = None) -> dict:
+        from ..diagnose.learned import sensitivity_threshold
         from ..errors import HumanRefineError
         from ..metrics import percentiles
-        from . import sensitivity_threshold
 
         thresholds = {
             p: sensitivity_threshold(p, learned=self.heads is not None) for p in ("strict", "balanced", "relaxed")

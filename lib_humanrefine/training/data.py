@@ -2,7 +2,7 @@
 
 ``labels.csv``: ``path,label[,kind][,part][,group]`` — ``path`` relative to the CSV, ``label`` 1 =
 malformed, 0 = normal; ``part`` is ``image`` (default: a whole picture) or ``hand``/``face``/``body``
-(the file is a crop of that one part, as ``learned.part_crop`` cuts it); ``group`` names images that
+(the file is a crop of that one part, as ``teach.part_crop`` cuts it); ``group`` names images that
 belong together (same source or prompt) so cross-validation never splits them.
 
 Beside it, optionally: ``annotations.csv`` (``path,severity,...,torso,limbs,feet,hands,face,prompt``:
