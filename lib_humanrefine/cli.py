@@ -328,10 +328,13 @@ def fit_text(text: str, width: int) -> str:
     return (cut.rstrip(" ;,") + dots) if width > len(dots) else text[:width]
 
 
-def name_width(paths: list[Path], room: int, least: int = 12) -> int:
-    """The image column's width: the longest name, at most ``room`` (never under ``least``)."""
-    longest = max((len(str(p)) for p in paths), default=len("image"))
-    return max(len("image"), min(longest, max(least, room)))
+def name_width(paths: list[Path], room: int, share: float = 1.0, reserve: int = 0) -> int:
+    """The image column's width: the longest path when it fits in ``share`` of ``room``, else that share,
+    widened to keep every file name whole while ``reserve`` columns stay for what follows (at least 12)."""
+    longest = max((len(str(p)) for p in paths), default=0)
+    whole_names = max((len(p.name) + 2 for p in paths), default=0)  # "…/name"
+    wanted = max(int(room * share), min(whole_names, room - reserve))
+    return max(len("image"), min(longest, max(12, wanted)))
 
 
 @contextlib.contextmanager
@@ -436,7 +439,7 @@ def cmd_diagnose(args) -> int:
     status = EXIT_OK
     columns = terminal_columns()
     numbers = 34  # " verdict score  ppl hands faces  " between the name and the top part
-    width = name_width(paths, int((columns - numbers) * 0.55))
+    width = name_width(paths, columns - numbers, share=0.55, reserve=8)
     top_width = max(len("top part"), columns - numbers - width)
     print(f"{'image':{width}} {'verdict':8} {'score':>5}  {'ppl':>3} {'hands':>5} {'faces':>5}  top part")
     try:
