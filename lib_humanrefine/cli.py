@@ -901,6 +901,7 @@ def _main(argv: list[str] | None, prog: str) -> int:
     from .atomic import protected
 
     protected.clear()  # a new run: its own inputs
+    models.command_head = None if prog == MODULE_PROG else prog.split()  # hints name the command the user ran
     parser = build_parser(prog)
     args = parser.parse_args(_numbers_kept(parser, _argv))
     if args.models_dir:

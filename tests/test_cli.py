@@ -153,6 +153,17 @@ def test_help_and_errors_name_the_command_as_it_was_run():
     assert console.returncode == 2 and console.stderr.startswith("humanrefine diagnose: error: ")
 
 
+def test_the_console_commands_hints_name_it(tmp_path):
+    Image.new("RGB", (64, 64)).save(tmp_path / "a.png")
+    script = "import sys; from lib_humanrefine.__main__ import console; sys.exit(console())"
+    missing = subprocess.run([sys.executable, "-c", script, "diagnose", str(tmp_path / "a.png"), "--models-dir",
+                              str(tmp_path / "empty")], capture_output=True, text=True, cwd=REPO)  # fmt: skip
+    assert missing.returncode == 2
+    assert f"run: humanrefine --models-dir {tmp_path / 'empty'} models fetch" in missing.stderr
+    module = run_cli("diagnose", str(tmp_path / "a.png"), "--models-dir", str(tmp_path / "empty"))
+    assert "run: python -m lib_humanrefine --models-dir" in module.stderr
+
+
 def test_global_options_are_taken_after_the_sub_command_too(tmp_path):
     before = run_cli("--models-dir", str(tmp_path / "empty"), "models", "check")
     after = run_cli("models", "check", "--models-dir", str(tmp_path / "empty"))
