@@ -323,8 +323,8 @@ def fit_text(text: str, width: int) -> str:
         return text
     dots = _ellipsis()
     cut = text[: max(0, width - len(dots))]
-    if " " in cut.strip():
-        cut = cut.rstrip().rsplit(" ", 1)[0]
+    if text[len(cut)] != " " and " " in cut.strip():  # a word cut in two: drop its start
+        cut = cut.rsplit(" ", 1)[0]
     return (cut.rstrip(" ;,") + dots) if width > len(dots) else text[:width]
 
 
@@ -792,12 +792,18 @@ class _ClosedPipeSafe:
 
 
 def cmd_train(args) -> int:
+    import importlib.util
+
     from .atomic import output_file
+    from .deps import missing_line
     from .learned import heads as heads_mod
     from .learned.train import train
 
     _require_models()
     models.model_path(models.ENCODER)
+    for module in ("onnxruntime", "sklearn") if args.fresh else ("onnxruntime",):  # before any work
+        if importlib.util.find_spec(module) is None:
+            raise BadArgument(missing_line(module))
     if args.out.suffix != ".npz":
         raise BadArgument(f"--out must name a .npz file, got {args.out}")
     output_file(args.out, "--out", example="heads.npz")  # before the embedding work (a missing folder is created)

@@ -29,9 +29,9 @@ _SKIMAGE = "scikit-image==0.24.0" if sys.version_info < (3, 13) else "scikit-ima
 DEPENDENCIES: dict[str, Dependency] = {
     d.module: d
     for d in (
-        Dependency("numpy", _NUMPY, "", "HumanRefine"),
-        Dependency("cv2", "opencv-python-headless==4.10.0.84", "", "HumanRefine"),
-        Dependency("PIL", "pillow==10.4.0", "", "HumanRefine"),
+        Dependency("numpy", _NUMPY, "", "this command"),
+        Dependency("cv2", "opencv-python-headless==4.10.0.84", "", "this command"),
+        Dependency("PIL", "pillow==10.4.0", "", "this command"),
         Dependency("ai_edge_litert", "ai-edge-litert==2.3.0", "", "HumanRefine's detectors"),
         Dependency("onnxruntime", "onnxruntime==1.23.2", "learned", "the learned check"),
         Dependency("skimage", _SKIMAGE, "cli", "--samples"),
@@ -52,11 +52,14 @@ def install_command(module: str) -> str:
     return subprocess.list2cmdline(words) if sys.platform == "win32" else shlex.join(words)
 
 
+def missing_line(module: str) -> str:
+    """E.g. "the learned check needs onnxruntime (module onnxruntime); install it with: ..."."""
+    dep = DEPENDENCIES[module]
+    package = dep.distribution.split("==")[0]
+    return f"{dep.needed_for} needs {package} (module {module}); install it with: {install_command(module)}"
+
+
 def missing_message(exc: ImportError, prog: str = "humanrefine") -> str | None:
     """One line for an import of a known dependency that failed, else None (a bug: let it show)."""
     module = (getattr(exc, "name", None) or "").split(".")[0]
-    if module not in DEPENDENCIES:
-        return None
-    dep = DEPENDENCIES[module]
-    package = dep.distribution.split("==")[0]
-    return f"{prog}: {dep.needed_for} needs {package} (module {module}); install it with: {install_command(module)}"
+    return f"{prog}: {missing_line(module)}" if module in DEPENDENCIES else None

@@ -242,6 +242,16 @@ def test_an_installed_package_names_its_extra(monkeypatch):
     assert deps.missing_message(ModuleNotFoundError("x", name="not_ours")) is None  # a bug shows as one
 
 
+def test_training_without_its_packages_says_so_before_any_work(models_ready, tmp_path):
+    (tmp_path / "labels.csv").write_text("path,label\n")
+    for module, args, package in [("onnxruntime", [], "onnxruntime"), ("sklearn", ["--fresh"], "scikit-learn")]:
+        result = run_without(module, "train", "--data", str(tmp_path), "--out", str(tmp_path / "h.npz"), *args)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        (line,) = result.stderr.strip().splitlines()
+        assert ("training needs " if module == "sklearn" else "the learned check needs ") in line
+        assert f"-m pip install {package}==" in line and not (tmp_path / "h.npz").exists()
+
+
 # --- output a person reads -----------------------------------------------------------------------
 
 
@@ -367,3 +377,14 @@ def test_plan_says_nothing_of_an_image_without_parameters(models_ready, cli, ast
     assert code == 0, err
     plan = json.loads((tmp_path / "plan" / "plan.json").read_text())
     assert plan["model"] == "sd15" and plan["generation"]["from_image"] == [] and "infotext" not in stdout
+
+
+def test_the_last_column_is_cut_at_a_word(monkeypatch):
+    from lib_humanrefine import cli
+
+    monkeypatch.setattr(cli, "_ellipsis", lambda: "…")
+    text = "P1 right hand 0.93 fused fingers; learned hand check 0.9"
+    assert cli.fit_text(text, 20) == "P1 right hand 0.93…"
+    assert cli.fit_text(text, 24) == "P1 right hand 0.93…"
+    assert cli.fit_text(text, 26) == "P1 right hand 0.93 fused…"
+    assert cli.fit_text(text, 80) == text
