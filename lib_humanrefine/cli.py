@@ -439,7 +439,7 @@ def cmd_diagnose(args) -> int:
     status = EXIT_OK
     columns = terminal_columns()
     numbers = 34  # " verdict score  ppl hands faces  " between the name and the top part
-    width = name_width(paths, columns - numbers, share=0.55, reserve=8)
+    width = name_width(paths, columns - numbers, share=0.55, reserve=20)
     top_width = max(len("top part"), columns - numbers - width)
     print(f"{'image':{width}} {'verdict':8} {'score':>5}  {'ppl':>3} {'hands':>5} {'faces':>5}  top part")
     try:
