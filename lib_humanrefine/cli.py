@@ -433,7 +433,6 @@ def cmd_diagnose(args) -> int:
     threshold = _resolve_threshold(args)
     output_folder(args.out, "--out")
     _say_removed(args.out, remove_earlier_outputs(args.out), "overlay")
-    _load_detectors()
     rows: list[dict] = []
     skipped: list[dict] = []
     status = EXIT_OK
@@ -443,6 +442,7 @@ def cmd_diagnose(args) -> int:
     top_width = max(len("top part"), columns - numbers - width)
     print(f"{'image':{width}} {'verdict':8} {'score':>5}  {'ppl':>3} {'hands':>5} {'faces':>5}  top part")
     try:
+        _load_detectors()  # all of them before the first row (a failure still writes the report)
         for i, path, image in _readable(paths, skipped):
             try:
                 detections, diagnosis = diagnose_image(
