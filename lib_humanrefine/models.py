@@ -179,6 +179,9 @@ def models_dir() -> Path:
     return user_cache_dir()
 
 
+command_head: list[str] | None = None  # ["humanrefine"] while the installed console command runs
+
+
 def fetch_command(folder: str | os.PathLike | None = None, python: str = "python") -> str:
     """The exact command that fetches the models into ``folder`` (default: the folder in force),
     run from the extension's folder; ``--models-dir`` is spelled out unless it is the default."""
@@ -186,10 +189,11 @@ def fetch_command(folder: str | os.PathLike | None = None, python: str = "python
 
 
 def cli_command(args: list[str], folder: str | os.PathLike | None = None, python: str = "python") -> str:
-    """``python -m lib_humanrefine [--models-dir FOLDER] ARGS...`` for the models folder in force (or
-    ``folder``), quoted for this platform's shell; ``--models-dir`` only when it is not the default."""
+    """``python -m lib_humanrefine [--models-dir FOLDER] ARGS...`` (``humanrefine ...`` while that command
+    runs) for the models folder in force (or ``folder``), quoted for this platform's shell;
+    ``--models-dir`` only when it is not the default."""
     folder = Path(folder) if folder is not None else models_dir()
-    head = [python, "-m", "lib_humanrefine"]
+    head = list(command_head) if command_head and python == "python" else [python, "-m", "lib_humanrefine"]
     if folder != user_cache_dir() or os.environ.get(ENV_MODELS_DIR):
         head += ["--models-dir", str(folder)]
     return _shell_join(head + list(args))

@@ -15,12 +15,13 @@ from .plan import Plan
 KIND_COLOURS = {"pose": (0, 200, 255), "hand": (255, 60, 60), "face": (255, 200, 0)}  # RGB
 
 
-def write_plan(image: np.ndarray, plan: Plan, out: Path, source: str | None = None) -> dict:
+def write_plan(image: np.ndarray, plan: Plan, out: Path, source: str | None = None, extra: dict | None = None) -> dict:
     """Write every file of a dry run into ``out``, each atomically and ``plan.json`` last (a folder
-    without it is an interrupted one); returns the plan.json content."""
+    without it is an interrupted one); ``extra`` adds keys to plan.json. Returns the plan.json content."""
     output_folder(out, "plan folder")
     described = plan.describe()
     described["image"] = source
+    described.update(extra or {})
     for step, entry in zip(plan.steps, described["steps"]):
         n = step.index
         files = {

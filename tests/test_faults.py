@@ -131,7 +131,7 @@ def test_litert_failing_to_load_a_model(cli, models_ready, three_photos, tmp_pat
     monkeypatch.setattr(runtime, "_interpreter_class", lambda: BrokenInterpreter)
     code, _, err = cli("diagnose", three_photos, "--out", tmp_path / "out")
     line = one_error_line(err)
-    assert code == 2 and "LiteRT could not load the model" in line and "pose_detection.tflite" in line
+    assert code == 2 and "LiteRT could not load the model" in line and "palm_detection_full.tflite" in line  # the first
     assert "models fetch --force" in line and "ai-edge-litert==" in line
     report = strict_json(tmp_path / "out" / "report.json")
     assert report["complete"] is False and report["images"] == []

@@ -164,7 +164,7 @@ def test_missing_onnxruntime_names_the_pip_of_the_python_in_use(models_ready, as
     _det, diagnosis = diagnose_image(astronaut, tta=False)
     assert diagnosis.image_score is None and len(diagnosis.notes) == 1
     install = f"{shlex.quote(sys.executable)} -m pip install onnxruntime==1.23.2"
-    assert diagnosis.notes[0] == f"learned check off: onnxruntime is not installed ({install})"
+    assert diagnosis.notes[0] == f"learned check off: onnxruntime is not installed; install it with: {install}"
 
 
 def test_heads_of_another_encoder_leave_the_landmark_diagnosis(models_ready, tmp_path, astronaut, fresh_learned):

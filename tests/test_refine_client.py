@@ -255,3 +255,23 @@ def test_a_refine_failure_in_bench_keeps_the_diagnosis_figures(wrong_server, cli
     last = err.strip().splitlines()[-1]
     assert last == f"error: --refine-url: {url}/humanrefine/v1/refine answered a JSON list, not a refine result; " \
                    "is it HumanRefine's WebUI?" and "Traceback" not in err  # fmt: skip
+
+
+def test_refine_reads_the_generation_parameters_of_a_webui_image(server, cli, tmp_path, astronaut):
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "an astronaut\nSteps: 3, Sampler: Euler a, CFG scale: 5, Seed: 77, Size: 512x512")
+    source = tmp_path / "webui.png"
+    Image.fromarray(astronaut).save(source, pnginfo=info)
+    code, stdout, err = cli("refine", source, "--url", server, "--user", "ann:pw", "--options", '{"verify": false}',
+                            "--out", tmp_path / "out")  # fmt: skip
+    assert code == 0, err
+    assert "from the image's infotext: prompt, seed 77, steps 3, CFG 5, sampler Euler a" in stdout
+    (entry,) = json.loads((tmp_path / "out" / "report.json").read_text())["images"]
+    assert entry["report"]["seed"] == 77
+    code, stdout, err = cli("refine", source, "--url", server, "--user", "ann:pw", "--options", '{"verify": false}',
+                            "--seed", "8", "--out", tmp_path / "given")  # fmt: skip
+    assert code == 0, err
+    (entry,) = json.loads((tmp_path / "given" / "report.json").read_text())["images"]
+    assert entry["report"]["seed"] == 8 and "seed 77" not in stdout

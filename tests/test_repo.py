@@ -30,6 +30,12 @@ def test_ci_runs_the_readme_commands():
         assert command in ci, f".ci/run lacks the README's command: {command}"
 
 
+def test_ci_runs_the_readme_install_and_diagnose_command():
+    ci = (REPO / ".ci" / "run").read_text().splitlines()
+    first = readme_commands()[0]
+    assert first in ci and "pip install -q '.[cli]'" in first and ".venv/bin/humanrefine diagnose" in first
+
+
 def test_extension_layout():
     for path in ("scripts/humanrefine.py", "install.py", "preload.py", "LICENSE", "style.css", "javascript"):
         assert (REPO / path).exists(), path

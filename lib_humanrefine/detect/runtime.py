@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import models
+from ..deps import install_command
 from ..errors import HumanRefineError
 
 LITERT_PIN = "ai-edge-litert==2.3.0"
@@ -33,7 +34,7 @@ def _interpreter_class():
         from ai_edge_litert.interpreter import Interpreter
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise HumanRefineError(
-            f"HumanRefine needs the LiteRT runtime: {models.pip_install_command(LITERT_PIN)} (import failed: {exc})"
+            f"HumanRefine needs the LiteRT runtime: {install_command('ai_edge_litert')} (import failed: {exc})"
         ) from None
     return Interpreter
 

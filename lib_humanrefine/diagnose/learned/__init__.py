@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ... import models
+from ...deps import install_command
 from ...errors import HumanRefineError
 from . import heads as heads_mod
 from .encoder import Encoder, whole_image
@@ -93,7 +94,7 @@ def _check(path: Path) -> tuple[Heads | None, str | None]:
     if importlib.util.find_spec("onnxruntime") is None:
         return (
             None,
-            f"learned check off: onnxruntime is not installed ({models.pip_install_command('onnxruntime==1.23.2')})",
+            f"learned check off: onnxruntime is not installed; install it with: {install_command('onnxruntime')}",
         )
     return heads, None
 
