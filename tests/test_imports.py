@@ -18,7 +18,7 @@ PACKAGE = "lib_humanrefine"
 # conditions and plan: so conditions lie below plan, and hosts below both (hosts/webui.py, the WebUI
 # adapter, imports nothing of the pipeline).
 LAYERS = [
-    {"errors"},
+    {"errors", "deps"},
     {"lib_humanrefine", "atomic", "images", "options", "infotext"},
     {"models", "metrics", "prompt_tags", "client"},
     {"detect", "hosts"},
