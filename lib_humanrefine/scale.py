@@ -1,0 +1,169 @@
+"""The Ray Data engine: a folder's images diagnosed by a pool of worker processes (actors), each of
+which loads the detectors and the encoder once, on this machine (local mode) or on a Ray cluster.
+
+Each image goes through the same ``folder.diagnose_file`` as in one process; results come back to
+the driver in the images' order (Ray Data's ``preserve_order``). Ray is an optional extra
+(``pip install 'ray[data]'``, the ``[scale]`` extra); nothing else in HumanRefine imports this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pickle
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import BadArgument, HumanRefineError
+
+RAY_REQUIREMENT = "ray[data]==2.60.0"
+LOCAL_OBJECT_STORE_BYTES = 256 * 1024**2  # results are small: a small store leaves the memory to the models
+BATCH_ROWS = 4  # images per call on a worker
+BLOCK_ROWS = 16  # images per Ray block: results reach the driver a block at a time, so keep it small
+
+
+def check_installed() -> None:
+    """HumanRefineError in one line, saying how to install it, when Ray Data is missing."""
+    _ray()
+
+
+def _ray():
+    try:
+        import ray
+        import ray.data  # the extra, not only ray's core
+    except ImportError:
+        raise HumanRefineError(
+            f"--engine ray needs Ray Data: pip install '{RAY_REQUIREMENT}' (or the [scale] extra)"
+        ) from None
+    return ray
+
+
+@contextlib.contextmanager
+def started(address: str | None = None, workers: int | None = None):
+    """Ray, connected to the cluster at ``address`` or started here (``workers`` CPUs, default all),
+    shut down afterwards; yields the number of workers to run (``workers`` or the cluster's CPUs)."""
+    ray = _ray()
+    if workers is not None and workers < 1:
+        raise BadArgument(f"--workers must be 1 or more, got {workers}")
+    options = {"include_dashboard": False, "log_to_driver": False, "configure_logging": True, "logging_level": "ERROR"}
+    if address:
+        options["address"] = address
+    else:
+        options.update(num_cpus=workers or os.cpu_count() or 1, object_store_memory=LOCAL_OBJECT_STORE_BYTES)
+    try:
+        ray.init(**options)
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        raise HumanRefineError(f"could not start {where}: {' '.join(str(exc).split())[:200]}") from None
+    try:
+        context = ray.data.DataContext.get_current()
+        context.execution_options.preserve_order = True
+        context.enable_progress_bars = True
+        context.print_on_execution_start = False
+        yield workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    finally:
+        ray.shutdown()
+
+
+def _worker_environment(models_dir: str | None, heads: str | None) -> None:
+    """A worker's models and heads as the driver's (a worker is a separate process, maybe on another machine)."""
+    from . import models
+
+    if models_dir:
+        models.set_models_dir(models_dir)
+    if heads:
+        from .learned import set_heads_path
+
+        set_heads_path(heads)
+
+
+def _driver_environment() -> dict:
+    from . import models
+
+    heads = None
+    with contextlib.suppress(ImportError):
+        from .learned import heads_path
+
+        heads = str(heads_path())
+    return {"models_dir": str(models.models_dir()), "heads": heads}
+
+
+class _DiagnoseWorker:
+    """One actor: its process keeps the loaded models between batches."""
+
+    def __init__(self, settings: dict, models_dir: str | None, heads: str | None):
+        from .folder import Settings
+
+        _worker_environment(models_dir, heads)
+        self.settings = Settings(**settings)
+
+    def __call__(self, batch: dict) -> dict:
+        from .folder import diagnose_file
+        from .metrics import rss_mb
+
+        results = []
+        for index, path in zip(batch["index"], batch["path"]):
+            result = diagnose_file(int(index), str(path), self.settings)
+            result["worker"] = {"pid": os.getpid(), "rss_mb": round(rss_mb(), 1)}
+            results.append(json.dumps(result))
+        return {"result": results}
+
+
+class _BenchWorker:
+    """One actor for ``bench``: each image's detections and diagnosis, pickled for the driver."""
+
+    def __init__(self, threshold: float, tta: bool, learned: bool, models_dir: str | None, heads: str | None):
+        _worker_environment(models_dir, heads)
+        self.options = {"threshold": threshold, "tta": tta, "learned": learned}
+
+    def __call__(self, batch: dict) -> dict:
+        from .folder import bench_diagnosis
+
+        results = []
+        for path in batch["path"]:
+            try:
+                _image, detections, diagnosis, error = bench_diagnosis(Path(path), **self.options)
+            except HumanRefineError as exc:
+                results.append(pickle.dumps({"fatal": str(exc)}))
+                continue
+            results.append(pickle.dumps({"detections": detections, "diagnosis": diagnosis, "error": error}))
+        return {"result": results}
+
+
+def _mapped(rows: list[dict], worker_class, constructor: dict, workers: int):
+    ray = _ray()
+    dataset = ray.data.from_items(rows, override_num_blocks=-(-len(rows) // BLOCK_ROWS))
+    return dataset.map_batches(
+        worker_class, fn_constructor_kwargs=constructor, batch_size=BATCH_ROWS, batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1,
+    )  # fmt: skip
+
+
+def ray_results(jobs: list[tuple[int, str]], settings, workers: int) -> Iterator[dict]:
+    """``folder.local_results`` on Ray: each ``(index, path)``'s result, in the jobs' order, plus
+    ``worker`` (the process id and its resident memory after the image). Run inside ``started``."""
+    if not jobs:
+        return
+    rows = [{"index": index, "path": path} for index, path in jobs]
+    constructor = {"settings": settings.to_dict(), **_driver_environment()}
+    for batch in _mapped(rows, _DiagnoseWorker, constructor, workers).iter_batches(
+        batch_size=None, batch_format="numpy"
+    ):
+        for text in batch["result"]:
+            yield json.loads(text)
+
+
+def ray_bench_diagnoses(paths: list[Path], threshold: float, tta: bool, learned: bool, workers: int) -> Iterator:
+    """``(detections, diagnosis, error)`` of each path in order, diagnosed on the workers (``bench``).
+    Run inside ``started``; HumanRefineError when a worker cannot diagnose at all (models, runtime)."""
+    if not paths:
+        return
+    rows = [{"path": str(path)} for path in paths]
+    constructor = {"threshold": threshold, "tta": tta, "learned": learned, **_driver_environment()}
+    for batch in _mapped(rows, _BenchWorker, constructor, workers).iter_batches(batch_size=None, batch_format="numpy"):
+        for blob in batch["result"]:
+            result = pickle.loads(blob)
+            if "fatal" in result:
+                raise HumanRefineError(result["fatal"])
+            yield result["detections"], result["diagnosis"], result["error"]
