@@ -259,8 +259,11 @@ def cmd_diagnose(args) -> int:
     protected.update(p.resolve() for p in paths)
     threshold = _resolve_threshold(args)
     output_folder(args.out, "--out")
-    settings = Settings(threshold, not args.no_tta, not args.no_learned, None if args.no_overlay else str(args.out))
     stream = RowsFolder(args.out) if args.jsonl else None
+    settings = Settings(threshold, not args.no_tta, not args.no_learned, None if args.no_overlay else str(args.out),
+                        stream.overlay_subfolder if stream else "")  # fmt: skip
+    if stream and not args.no_overlay:
+        output_folder(args.out / stream.overlay_subfolder, "--out")
     done = stream.done_paths() if stream else set()
     jobs = [(i, str(path)) for i, path in enumerate(paths) if path.resolve() not in done]
     if done:

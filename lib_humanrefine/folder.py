@@ -34,6 +34,7 @@ class Settings:
     tta: bool = True
     learned: bool = True
     overlay_dir: str | None = None  # None: no overlays
+    overlay_subfolder: str = ""  # inside overlay_dir, named in the entry ("overlays/<run>" with --jsonl)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -71,9 +72,11 @@ def diagnose_file(index: int, path: str, settings: Settings) -> dict:
         image, detections, diagnosis = diagnose_path(file, settings.threshold, settings.tta, settings.learned)
         entry = image_dict(diagnosis, path)
         if settings.overlay_dir is not None:
-            overlay_name = f"{output_stem(index, file)}_overlay.png"
-            save_png(Path(settings.overlay_dir) / overlay_name, draw_overlay(image, detections, diagnosis))
-            entry["overlay"] = overlay_name
+            name = f"{output_stem(index, file)}_overlay.png"
+            if settings.overlay_subfolder:
+                name = f"{settings.overlay_subfolder}/{name}"
+            save_png(Path(settings.overlay_dir) / name, draw_overlay(image, detections, diagnosis))
+            entry["overlay"] = name
     except HumanRefineError as exc:
         if not isinstance(exc, BadImage):
             return {"index": index, "fatal": str(exc)}
@@ -116,11 +119,14 @@ def row_of(result: dict) -> dict:
 
 
 class RowsFolder:
-    """``OUT/rows/*.jsonl``: the rows of every run into this folder, one file per block."""
+    """``OUT/rows/*.jsonl``: the rows of every run into this folder, one file per block. Each run's
+    overlays go to ``OUT/overlays/<run>/`` (a rerun numbers the images anew: a folder of its own
+    keeps it from replacing an earlier run's overlay of another image)."""
 
     def __init__(self, out: Path):
         self.folder = Path(out) / ROWS_FOLDER
         self.run = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"  # files sort by run, then block
+        self.overlay_subfolder = f"overlays/{self.run}"
         self.block: list[dict] = []
         self.blocks = 0
 
