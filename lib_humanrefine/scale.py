@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pickle
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -110,24 +109,33 @@ class _DiagnoseWorker:
         return {"result": results}
 
 
+class _BenchOutcome:
+    """One image's ``bench`` diagnosis; Ray Data carries it as a Python object (serialised by Ray itself)."""
+
+    def __init__(self, detections=None, diagnosis=None, error: str | None = None, fatal: str | None = None):
+        self.detections, self.diagnosis, self.error, self.fatal = detections, diagnosis, error, fatal
+
+
 class _BenchWorker:
-    """One actor for ``bench``: each image's detections and diagnosis, pickled for the driver."""
+    """One actor for ``bench``: each image's detections and diagnosis, as objects for the driver."""
 
     def __init__(self, threshold: float, tta: bool, learned: bool, models_dir: str | None, heads: str | None):
         _worker_environment(models_dir, heads)
         self.options = {"threshold": threshold, "tta": tta, "learned": learned}
 
     def __call__(self, batch: dict) -> dict:
+        import numpy as np
+
         from .folder import bench_diagnosis
 
-        results = []
-        for path in batch["path"]:
+        results = np.empty(len(batch["path"]), dtype=object)
+        for n, path in enumerate(batch["path"]):
             try:
                 _image, detections, diagnosis, error = bench_diagnosis(Path(path), **self.options)
             except HumanRefineError as exc:
-                results.append(pickle.dumps({"fatal": str(exc)}))
+                results[n] = _BenchOutcome(fatal=str(exc))
                 continue
-            results.append(pickle.dumps({"detections": detections, "diagnosis": diagnosis, "error": error}))
+            results[n] = _BenchOutcome(detections, diagnosis, error)
         return {"result": results}
 
 
@@ -162,8 +170,7 @@ def ray_bench_diagnoses(paths: list[Path], threshold: float, tta: bool, learned:
     rows = [{"path": str(path)} for path in paths]
     constructor = {"threshold": threshold, "tta": tta, "learned": learned, **_driver_environment()}
     for batch in _mapped(rows, _BenchWorker, constructor, workers).iter_batches(batch_size=None, batch_format="numpy"):
-        for blob in batch["result"]:
-            result = pickle.loads(blob)
-            if "fatal" in result:
-                raise HumanRefineError(result["fatal"])
-            yield result["detections"], result["diagnosis"], result["error"]
+        for outcome in batch["result"]:
+            if outcome.fatal:
+                raise HumanRefineError(outcome.fatal)
+            yield outcome.detections, outcome.diagnosis, outcome.error
