@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -148,6 +150,38 @@ def _mapped(rows: list[dict], worker_class, constructor: dict, workers: int):
     )  # fmt: skip
 
 
+@contextlib.contextmanager
+def _ctrl_c_between_batches():
+    """Ctrl-C as a request, honoured between batches: Ray Data's iterator, blocked waiting for one,
+    lets the KeyboardInterrupt go by. Yields the request's event; a second Ctrl-C interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield threading.Event()
+        return
+    requested = threading.Event()
+
+    def request(signum, frame):
+        if requested.is_set():
+            raise KeyboardInterrupt
+        requested.set()
+
+    previous = signal.signal(signal.SIGINT, request)
+    try:
+        yield requested
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _batches(dataset) -> Iterator[dict]:
+    """The dataset's batches in order; KeyboardInterrupt after the batch during which Ctrl-C came."""
+    with _ctrl_c_between_batches() as interrupted:
+        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+            if interrupted.is_set():
+                raise KeyboardInterrupt
+            yield batch
+            if interrupted.is_set():
+                raise KeyboardInterrupt
+
+
 def ray_results(jobs: list[tuple[int, str]], settings, workers: int) -> Iterator[dict]:
     """``folder.local_results`` on Ray: each ``(index, path)``'s result, in the jobs' order, plus
     ``worker`` (the process id and its resident memory after the image). Run inside ``started``."""
@@ -155,9 +189,7 @@ def ray_results(jobs: list[tuple[int, str]], settings, workers: int) -> Iterator
         return
     rows = [{"index": index, "path": path} for index, path in jobs]
     constructor = {"settings": settings.to_dict(), **_driver_environment()}
-    for batch in _mapped(rows, _DiagnoseWorker, constructor, workers).iter_batches(
-        batch_size=None, batch_format="numpy"
-    ):
+    for batch in _batches(_mapped(rows, _DiagnoseWorker, constructor, workers)):
         for text in batch["result"]:
             yield json.loads(text)
 
@@ -169,7 +201,7 @@ def ray_bench_diagnoses(paths: list[Path], threshold: float, tta: bool, learned:
         return
     rows = [{"path": str(path)} for path in paths]
     constructor = {"threshold": threshold, "tta": tta, "learned": learned, **_driver_environment()}
-    for batch in _mapped(rows, _BenchWorker, constructor, workers).iter_batches(batch_size=None, batch_format="numpy"):
+    for batch in _batches(_mapped(rows, _BenchWorker, constructor, workers)):
         for outcome in batch["result"]:
             if outcome.fatal:
                 raise HumanRefineError(outcome.fatal)

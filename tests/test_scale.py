@@ -119,7 +119,7 @@ def test_interrupted_ray_run_leaves_valid_rows_that_resume(models_ready, ray_ins
     command = [sys.executable, "-m", "lib_humanrefine", "diagnose", str(images), "--out", str(out), "--jsonl"]
     process = subprocess.Popen(
         [*command, "--no-learned", "--no-tta", *RAY], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env=UNBUFFERED,
+        text=True, env=UNBUFFERED, start_new_session=True,
     )  # fmt: skip
     try:
         lines = []
@@ -127,7 +127,7 @@ def test_interrupted_ray_run_leaves_valid_rows_that_resume(models_ready, ray_ins
             lines.append(line)
             if len(lines) == 3:
                 break
-        process.send_signal(signal.SIGINT)
+        os.killpg(process.pid, signal.SIGINT)  # as Ctrl-C in a terminal: to Ray's processes too
         stdout, stderr = process.communicate(timeout=120)
     finally:
         process.kill()
