@@ -148,6 +148,7 @@ def test_interrupted_ray_run_leaves_valid_rows_that_resume(models_ready, ray_ins
 def test_interrupted_ray_run_writes_report_json_marked_incomplete(models_ready, ray_installed, images, tmp_path):
     for n in range(COPIES):
         shutil.copy(images / f"0 photo {SMALL[0].rsplit('/', 1)[1]}", images / f"copy {n:02d}.jpg")
+    (images / "broken.png").unlink()
     out = tmp_path / "out"
     process = subprocess.Popen(
         [sys.executable, "-m", "lib_humanrefine", "diagnose", str(images), "--out", str(out), "--no-learned",
