@@ -69,6 +69,19 @@ def _add_engine_flags(parser: argparse.ArgumentParser) -> None:
                         help="--engine ray: worker processes (default: one per CPU)")  # fmt: skip
 
 
+def _check_engine(args) -> None:
+    """The engine flags make sense together, and Ray is installed when asked for: before any work."""
+    if args.engine != "ray":
+        if args.address or args.workers is not None:
+            raise BadArgument("--address and --workers go with --engine ray")
+        return
+    if args.workers is not None and args.workers < 1:
+        raise BadArgument(f"--workers must be 1 or more, got {args.workers}")
+    from .scale import check_installed
+
+    check_installed()
+
+
 def _resolve_threshold(args) -> float:
     """--threshold wins; else the --sensitivity preset (default balanced) for the check that will run."""
     from .learned import sensitivity_threshold
@@ -247,12 +260,7 @@ def cmd_diagnose(args) -> int:
     _require_models()
     if not args.paths and not args.samples:
         raise BadArgument("give image files or folders to diagnose, or --samples")
-    if args.engine == "ray":
-        from .scale import check_installed
-
-        check_installed()  # before any work
-    elif args.address or args.workers is not None:
-        raise BadArgument("--address and --workers go with --engine ray")
+    _check_engine(args)
     paths = find_images(args.paths, skip_folder=args.out) + (sample_images() if args.samples else [])
     if not paths:
         raise BadImage("no image files found in " + " ".join(map(str, args.paths or ["the sample packages"])))
@@ -467,14 +475,9 @@ def cmd_bench(args) -> int:
         if args.json.resolve() in inputs:
             raise BadArgument(f"--json {args.json} is one of the inputs; give a new file name")
         output_file(args.json, "--json")
-    if args.engine == "ray":
-        if args.judge:
-            raise BadArgument("--engine ray goes with the diagnosis figures, not --judge")
-        from .scale import check_installed
-
-        check_installed()
-    elif args.address or args.workers is not None:
-        raise BadArgument("--address and --workers go with --engine ray")
+    if args.engine == "ray" and args.judge:
+        raise BadArgument("--engine ray goes with the diagnosis figures, not --judge")
+    _check_engine(args)
     if args.judge:
         result = _judge_bench(args, labels)
         text = dumps_json(result)

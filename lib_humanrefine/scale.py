@@ -46,7 +46,7 @@ def started(address: str | None = None, workers: int | None = None):
     shut down afterwards; yields the number of workers to run (``workers`` or the cluster's CPUs)."""
     ray = _ray()
     if workers is not None and workers < 1:
-        raise BadArgument(f"--workers must be 1 or more, got {workers}")
+        raise BadArgument(f"workers must be 1 or more, got {workers}")
     options = {"include_dashboard": False, "log_to_driver": False, "configure_logging": True, "logging_level": "ERROR"}
     if address:
         options["address"] = address

@@ -196,6 +196,8 @@ def test_without_ray_one_line_says_how_to_install_it(models_ready, cli, monkeypa
     assert not (tmp_path / "out" / "report.json").exists()  # refused before any work
     code, _out, err = cli("diagnose", images, "--out", tmp_path / "out", "--workers", "2")
     assert code == 2 and "--engine ray" in err
+    code, _out, err = cli("diagnose", images, "--out", tmp_path / "out", "--engine", "ray", "--workers", "0")
+    assert code == 2 and "--workers must be 1 or more" in err
 
 
 def test_core_and_webui_path_do_not_import_ray():
