@@ -173,10 +173,19 @@ def _ctrl_c_between_batches():
 
 def _batches(dataset) -> Iterator[dict]:
     """The dataset's batches in order; KeyboardInterrupt after the batch during which Ctrl-C came."""
+    from ray.exceptions import RayError
+
     with _ctrl_c_between_batches() as interrupted:
-        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+        batches = iter(dataset.iter_batches(batch_size=None, batch_format="numpy"))
+        while True:
+            try:
+                batch = next(batches, None)
+            except RayError as exc:  # a worker died (out of memory, a crash) or the cluster went away
+                raise HumanRefineError(f"Ray stopped the run: {' '.join(str(exc).split())[:300]}") from None
             if interrupted.is_set():
                 raise KeyboardInterrupt
+            if batch is None:
+                return
             yield batch
             if interrupted.is_set():
                 raise KeyboardInterrupt
