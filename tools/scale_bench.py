@@ -106,7 +106,7 @@ def untimed(report: dict) -> list[dict]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="run: " + __doc__.split("::")[1])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", type=Path, help="images to diagnose (e.g. copies of ../shared/data)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="Ray workers per run (default 1 2)")
     parser.add_argument("--no-learned", action="store_true", help="landmark signals only")
@@ -123,6 +123,8 @@ def main() -> int:
         for n, (name, engine_args) in enumerate(runs):
             print(f"{name} ...", file=sys.stderr, flush=True)
             results[name] = measure(args.folder, Path(scratch) / str(n), engine_args, not args.no_learned)
+            shown = {k: v for k, v in results[name].items() if k not in ("report", "command")}
+            print(f"{name}: {json.dumps(shown)}", file=sys.stderr, flush=True)  # each run's figures as it ends
     reference = results.get("local", {}).get("report")
     for result in results.values():
         report = result.pop("report")
