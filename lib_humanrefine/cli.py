@@ -293,23 +293,24 @@ def cmd_diagnose(args) -> int:
             else:
                 results = local_results(jobs, settings)
             for result in results:
-                if "fatal" in result:  # models or runtime: every further image would fail the same way
-                    raise HumanRefineError(result["fatal"])
                 if "skipped" in result:
                     _skip(skipped, Path(result["skipped"]["path"]), result["skipped"]["error"])
-                else:
+                elif "entry" in result:
                     entry, table = result["entry"], result["table"]
                     diagnosed += 1
                     suspect += entry["verdict"] == "suspect"
                     notes.update(entry["notes"])
                     if not stream:
                         rows.append(entry)
-                    print(
-                        f"{entry['path'][-40:]:40} {entry['verdict']:8} {entry['score']:5.2f}  {table['people']:3d} "
-                        f"{table['hands']:5d} {table['faces']:5d}  {table['top']}"
-                    )
-                if stream:
+                    if "fatal" not in result:
+                        print(
+                            f"{entry['path'][-40:]:40} {entry['verdict']:8} {entry['score']:5.2f}  "
+                            f"{table['people']:3d} {table['hands']:5d} {table['faces']:5d}  {table['top']}"
+                        )
+                if stream and "fatal" not in result:
                     stream.add(row_of(result))
+                if "fatal" in result:  # models, runtime, an output: every further image would fail the same way
+                    raise HumanRefineError(result["fatal"])
     except KeyboardInterrupt:
         print(f"interrupted after {diagnosed} of {len(jobs)} image(s)", file=sys.stderr)
         status = EXIT_INTERRUPTED

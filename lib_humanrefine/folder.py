@@ -4,7 +4,8 @@
 image, so the engines' reports are equal by construction. A result is a plain dict (it crosses
 process boundaries as JSON): ``entry`` (the report's image entry) and ``table`` (the counts the
 command line prints), or ``skipped`` (``{"path", "error"}``: this image could not be used), or
-``fatal`` (models or runtime: every further image would fail the same way).
+``fatal`` (models, runtime or an output that cannot be written: every further image would fail the
+same way; beside ``entry`` when only the image's overlay could not be written).
 
 ``RowsFolder`` keeps a folder run's results as JSON Lines, one file per block of rows, each
 written atomically; a rerun reads which images are done there and skips them.
@@ -70,19 +71,13 @@ def diagnose_file(index: int, path: str, settings: Settings) -> dict:
     file = Path(path)
     try:
         image, detections, diagnosis = diagnose_path(file, settings.threshold, settings.tta, settings.learned)
-        entry = image_dict(diagnosis, path)
-        if settings.overlay_dir is not None:
-            name = f"{output_stem(index, file)}_overlay.png"
-            if settings.overlay_subfolder:
-                name = f"{settings.overlay_subfolder}/{name}"
-            save_png(Path(settings.overlay_dir) / name, draw_overlay(image, detections, diagnosis))
-            entry["overlay"] = name
     except HumanRefineError as exc:
         if not isinstance(exc, BadImage):
             return {"index": index, "fatal": str(exc)}
         return {"index": index, "skipped": {"path": path, "error": str(exc)}}
     except Exception as exc:
         return {"index": index, "skipped": {"path": path, "error": failure(file, exc)}}
+    entry = image_dict(diagnosis, path)
     top = [diagnosis.parts[i] for i in diagnosis.worst_first()[:1]]  # the first flagged one when any is
     top_text = f"{top[0].label()} {top[0].score:.2f} {'; '.join(top[0].reasons[:1])}" if top else "-"
     table = {
@@ -91,7 +86,18 @@ def diagnose_file(index: int, path: str, settings: Settings) -> dict:
         "faces": len(detections.faces),
         "top": top_text,
     }
-    return {"index": index, "entry": entry, "table": table}
+    result = {"index": index, "entry": entry, "table": table}
+    if settings.overlay_dir is not None:
+        name = f"{output_stem(index, file)}_overlay.png"
+        if settings.overlay_subfolder:
+            name = f"{settings.overlay_subfolder}/{name}"
+        try:
+            save_png(Path(settings.overlay_dir) / name, draw_overlay(image, detections, diagnosis))
+        except HumanRefineError as exc:  # the output cannot be written: the run stops, this image's entry kept
+            result["fatal"] = str(exc)
+        else:
+            entry["overlay"] = name
+    return result
 
 
 def local_results(jobs: Iterable[tuple[int, str]], settings: Settings) -> Iterator[dict]:
