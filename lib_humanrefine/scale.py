@@ -171,12 +171,17 @@ def _ctrl_c_between_batches():
         signal.signal(signal.SIGINT, previous)
 
 
+def _batch_iterator(dataset):
+    """Ray Data's iterator over the batches, closed by the caller while Ray still runs (closed after
+    ``ray.shutdown`` by the garbage collector, it logs a traceback)."""
+    yield from dataset.iter_batches(batch_size=None, batch_format="numpy")
+
+
 def _batches(dataset) -> Iterator[dict]:
     """The dataset's batches in order; KeyboardInterrupt after the batch during which Ctrl-C came."""
     from ray.exceptions import RayError
 
-    with _ctrl_c_between_batches() as interrupted:
-        batches = iter(dataset.iter_batches(batch_size=None, batch_format="numpy"))
+    with _ctrl_c_between_batches() as interrupted, contextlib.closing(_batch_iterator(dataset)) as batches:
         while True:
             try:
                 batch = next(batches, None)
