@@ -1,10 +1,10 @@
 """Throughput of ``diagnose`` in one process and on Ray Data with 1, 2, ... workers (local mode).
 
 Runs the command line on a folder once per engine (``--no-overlay``: the diagnosis, not PNG
-encoding), times each table row as it arrives and samples the processes' memory, then prints JSON:
-per engine the images per second (overall and steady, i.e. after the first results), the start-up
-seconds (wall time minus images / steady rate: interpreter, Ray, model loading), the peak resident
-memory of each process doing the diagnosis, the load average around the run, and whether its
+encoding), times it and samples its processes' memory, then prints JSON:
+per engine the images per second (overall, and after the start-up), the start-up seconds (a cold
+run on one image per worker: interpreter, Ray, model loading, one image each), the peak resident
+memory of the driver and of each Ray worker, the load average around the run, and whether its
 report.json equals the single-process one (entries compared without ``timings_ms``)::
 
     .venv/bin/python tools/scale_bench.py FOLDER [--workers 1 2] [--no-learned] [--json out/scale.json]
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,6 +27,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # lib_humanrefine from this checkout
+
 RAY_WORKER = "MapWorker"  # in the command line of Ray Data's actor processes
 
 
@@ -37,25 +40,34 @@ def _rss_mb(pid: int) -> float:
         return 0.0
 
 
-def _diagnosing_processes(driver: int) -> dict[int, str]:
-    """The driver and Ray's actor processes (started by this run's Ray: there is no other here)."""
-    found = {driver: "driver"}
+def _descendants(root: int) -> dict[int, str]:
+    """The processes under ``root`` (Ray's raylet and its workers are the driver's descendants), with
+    their command lines."""
+    parents, commands = {}, {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
+                stat = (entry / "stat").read_text()
                 command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue
-            if RAY_WORKER in command:
-                found[int(entry.name)] = "worker"
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+            commands[int(entry.name)] = command
+    found, frontier = {}, [root]
+    while frontier:
+        pid = frontier.pop()
+        for child, parent in parents.items():
+            if parent == pid and child not in found:
+                found[child] = commands.get(child, "")
+                frontier.append(child)
     return found
 
 
-def measure(folder: Path, out: Path, engine_args: list[str], learned: bool) -> dict:
+def run(folder: Path, out: Path, engine_args: list[str], learned: bool) -> dict:
+    """One run of the command line: wall time, table rows' arrival times, peak memory per process."""
     command = [sys.executable, "-m", "lib_humanrefine", "diagnose", str(folder), "--out", str(out), "--no-overlay"]
     command += engine_args + ([] if learned else ["--no-learned"])
     peaks: dict[int, tuple[str, float]] = {}
-    load_before = os.getloadavg()
     start = time.perf_counter()
     process = subprocess.Popen(
         command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
@@ -65,39 +77,54 @@ def measure(folder: Path, out: Path, engine_args: list[str], learned: bool) -> d
 
     def sample() -> None:
         while not done.wait(0.5):
-            for pid, role in _diagnosing_processes(process.pid).items():
+            processes = {process.pid: "driver"}
+            processes.update({pid: "worker" for pid, cmd in _descendants(process.pid).items() if RAY_WORKER in cmd})
+            for pid, role in processes.items():
                 peaks[pid] = (role, max(peaks.get(pid, (role, 0.0))[1], _rss_mb(pid)))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    arrivals = []
-    lines = iter(process.stdout)
-    next(lines, None)  # the table's header
-    for line in lines:
-        if not line.startswith("note:") and " image(s)" not in line:  # a table row: one image diagnosed
-            arrivals.append(time.perf_counter() - start)
-    process.wait()
+    process.communicate()
     wall = time.perf_counter() - start
     done.set()
     sampler.join()
-    report = json.loads((out / "report.json").read_text())
-    n = len(report["images"])
-    first = arrivals[0] if arrivals else wall
-    first_batch = sum(t <= first + 0.05 for t in arrivals)  # Ray hands results over a block at a time
-    steady = (n - first_batch) / (wall - first) if n > first_batch and wall > first else None
-    workers = [mb for role, mb in peaks.values() if role == "worker"]
     return {
-        "command": " ".join(command[1:]),
+        "command": command,
         "exit": process.returncode,
+        "wall_s": wall,
+        "report": json.loads((out / "report.json").read_text()),
+        "driver_mb": peaks.get(process.pid, ("driver", 0.0))[1],
+        "workers_mb": sorted(mb for role, mb in peaks.values() if role == "worker"),
+    }
+
+
+def measure(folder: Path, scratch: Path, engine_args: list[str], learned: bool, workers: int) -> dict:
+    """A cold start on one image per worker (start-up: interpreter, Ray, models, one image each),
+    then the whole folder."""
+    from lib_humanrefine.images import IMAGE_SUFFIXES
+
+    first = scratch / "first"
+    first.mkdir(parents=True)
+    images = [p for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    for n, image in enumerate(images[:workers]):
+        shutil.copy(image, first / f"{n}{image.suffix}")
+    load_before = os.getloadavg()[0]
+    cold = run(first, scratch / "first-out", engine_args, learned)
+    whole = run(folder, scratch / "out", engine_args, learned)
+    n = len(whole["report"]["images"])
+    after = (n - workers) / (whole["wall_s"] - cold["wall_s"]) if whole["wall_s"] > cold["wall_s"] else None
+    return {
+        "command": " ".join(whole["command"][1:]),
+        "exit": whole["exit"],
         "images": n,
-        "wall_s": round(wall, 1),
-        "images_per_s": round(n / wall, 2),
-        "images_per_s_steady": round(steady, 2) if steady else None,
-        "startup_s": round(wall - n / steady, 1) if steady else None,
-        "peak_rss_mb_driver": round(peaks.get(process.pid, ("driver", 0.0))[1], 0),
-        "peak_rss_mb_per_worker": [round(mb) for mb in sorted(workers)],
-        "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
-        "report": report,
+        "wall_s": round(whole["wall_s"], 1),
+        "images_per_s": round(n / whole["wall_s"], 2),
+        "startup_s": round(cold["wall_s"], 1),  # to one image per worker, from a cold start
+        "images_per_s_after_startup": round(after, 2) if after else None,
+        "peak_rss_mb_driver": round(whole["driver_mb"]),
+        "peak_rss_mb_per_worker": [round(mb) for mb in whole["workers_mb"]],
+        "load_average_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "report": whole["report"],
     }
 
 
@@ -122,7 +149,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="humanrefine-scale-") as scratch:
         for n, (name, engine_args) in enumerate(runs):
             print(f"{name} ...", file=sys.stderr, flush=True)
-            results[name] = measure(args.folder, Path(scratch) / str(n), engine_args, not args.no_learned)
+            workers = int(engine_args[-1]) if engine_args else 1
+            results[name] = measure(args.folder, Path(scratch) / str(n), engine_args, not args.no_learned, workers)
             shown = {k: v for k, v in results[name].items() if k not in ("report", "command")}
             print(f"{name}: {json.dumps(shown)}", file=sys.stderr, flush=True)  # each run's figures as it ends
     reference = results.get("local", {}).get("report")
