@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -16,7 +17,7 @@ from typing import TextIO
 import numpy as np
 
 from .atomic import json_safe
-from .errors import BadImage, HumanRefineError, failure_on
+from .errors import BadImage, HumanRefineError
 from .metrics import auroc, inside_fraction, percentiles, recall_at_fpr, region_mask, rss_mb
 
 
@@ -76,9 +77,11 @@ def run_bench(
     progress: TextIO | None = None,
     learned: bool = True,
     stability: bool = True,
+    diagnoses: Iterable | None = None,
 ) -> dict:
-    from .diagnose import DEFAULT_THRESHOLD, diagnose_image
-    from .images import load_image
+    """The figures over ``items``. ``diagnoses``: each item's ``(detections, diagnosis, error)`` in
+    order from another engine (``scale.ray_bench_diagnoses``); by default each is diagnosed here."""
+    from .diagnose import DEFAULT_THRESHOLD
     from .plan import PlanOptions, make_plan
     from .training import benchfig
 
@@ -102,18 +105,9 @@ def run_bench(
     clean_refine_ms = []
     rss_first = rss_start
     skipped = []  # images that could not be read or diagnosed: named, left out of every figure
-    for item in items:
-        try:
-            image = load_image(item.path)
-            detections, diagnosis = diagnose_image(image, threshold=threshold, tta=tta, learned=learned)
-        except BadImage as exc:
-            error = str(exc)
-        except HumanRefineError:
-            raise  # models or runtime: every further image would fail the same way
-        except Exception as exc:  # a HumanRefine bug on one image must not cost the whole run
-            error = failure_on(item.path, exc)
-        else:
-            error = None
+    for item, (image, detections, diagnosis, error) in zip(
+        items, _diagnosed(items, diagnoses, threshold, tta, learned)
+    ):
         if error:
             skipped.append({"path": str(item.path), "error": error})
             if progress:
@@ -236,6 +230,20 @@ def run_bench(
     if learned_bench and progress:
         print(benchfig.format_table(result), file=progress)
     return result
+
+
+def _diagnosed(items: list[Labelled], diagnoses: Iterable | None, threshold: float, tta: bool, learned: bool):
+    """(image, detections, diagnosis, error) of each item: diagnosed here, or taken from ``diagnoses``
+    (the image read again here: the figures beyond the diagnosis need its pixels)."""
+    from .folder import bench_diagnosis
+    from .images import load_image
+
+    if diagnoses is None:
+        for item in items:
+            yield bench_diagnosis(item.path, threshold, tta, learned)
+        return
+    for item, (detections, diagnosis, error) in zip(items, diagnoses):
+        yield (None if error else load_image(item.path)), detections, diagnosis, error
 
 
 def refine_acceptance(

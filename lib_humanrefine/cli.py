@@ -19,9 +19,9 @@ from pathlib import Path
 from . import models
 from .client import DEFAULT_TIMEOUT
 from .errors import BadArgument, BadImage, HumanRefineError, failure_on
+from .folder import BLOCK_ROWS, ROWS_FOLDER, output_stem
 
 EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
-MAX_STEM_BYTES = 80  # input names are shortened to this in output file names (file systems allow 255)
 _argv: list[str] = []  # this run's arguments, for the hint about file names starting with '-'
 
 
@@ -115,6 +115,28 @@ def _add_generation_options(parser: argparse.ArgumentParser, seed_default: str) 
     parser.add_argument("--sampler", default=None, help=f"the WebUI's sampler name (default: {from_image} Euler a)")
 
 
+def _add_engine_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--engine", choices=["local", "ray"], default="local",
+                        help="local: this process; ray: worker processes on Ray Data (the [scale] extra), here or "
+                        "on the cluster at --address (see docs/scale.md)")  # fmt: skip
+    parser.add_argument("--address", default=None, help="--engine ray: the Ray cluster (default: start one here)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="--engine ray: worker processes (default: one per CPU)")  # fmt: skip
+
+
+def _check_engine(args) -> None:
+    """The engine flags make sense together, and Ray is installed when asked for: before any work."""
+    if args.engine != "ray":
+        if args.address or args.workers is not None:
+            raise BadArgument("--address and --workers go with --engine ray")
+        return
+    if args.workers is not None and args.workers < 1:
+        raise BadArgument(f"--workers must be 1 or more, got {args.workers}")
+    from .scale import check_installed
+
+    check_installed()
+
+
 def _resolve_threshold(args) -> float:
     """--threshold wins; else the --sensitivity preset (default balanced) for the check that will run."""
     from .diagnose.learned import sensitivity_threshold
@@ -148,6 +170,10 @@ def build_parser(prog: str = MODULE_PROG) -> argparse.ArgumentParser:
     _add_learned_flags(d)
     d.add_argument("--no-tta", action="store_true", help="skip the landmark-stability re-runs (faster, less accurate)")
     d.add_argument("--no-overlay", action="store_true", help="write report.json only")
+    _add_engine_flags(d)
+    d.add_argument("--jsonl", action="store_true", help=f"for very large folders: rows as JSON Lines in OUT/"
+                   f"{ROWS_FOLDER}/ (one file per {BLOCK_ROWS} images, each written whole) instead of report.json; "
+                   "a rerun skips the images already there")  # fmt: skip
 
     b = add("bench", "score a labelled folder: AUROC, recall at 10%% false alarms, latency")
     b.add_argument("--data", type=Path, nargs="+", required=True, help="folder(s) with images and labels.csv")
@@ -155,6 +181,7 @@ def build_parser(prog: str = MODULE_PROG) -> argparse.ArgumentParser:
     b.add_argument("--json", type=Path, help="also write the figures to this file (default: stdout only)")
     _add_learned_flags(b)
     b.add_argument("--no-tta", action="store_true", help="skip the landmark-stability re-runs")
+    _add_engine_flags(b)
     b.add_argument("--refine-url", help="also refine images through this WebUI's refine route and report the "
                    "share of steps the verification accepted (default: none)")  # fmt: skip
     b.add_argument("--refine-limit", type=int, default=10, help="images sent to --refine-url")
@@ -258,12 +285,6 @@ def _skip(skipped: list[dict], path: Path, message: str) -> None:
     """Name an image the run could not use, on stderr now and in the report later."""
     print(f"error: {message}", file=sys.stderr)
     skipped.append({"path": str(path), "error": message})
-
-
-def output_stem(i: int, path: Path) -> str:
-    """``NNNN_<name>``: unique per run (two inputs may share a name), short enough for any file system."""
-    stem = path.stem.encode("utf-8", "surrogateescape")[:MAX_STEM_BYTES].decode("utf-8", "ignore")
-    return f"{i:04d}_{stem}"
 
 
 def sample_images() -> list[Path]:
@@ -409,15 +430,15 @@ def _say_removed(out: Path, count: int, what: str) -> None:
 
 
 def cmd_diagnose(args) -> int:
-    from .atomic import output_folder, protected, save_png, write_json
-    from .diagnose import diagnose_image
-    from .diagnose.overlay import draw_overlay
-    from .diagnose.report import image_dict, report_dict
+    from .atomic import output_folder, protected, write_json
+    from .diagnose.report import report_dict
+    from .folder import RowsFolder, Settings, local_results, row_of
     from .images import find_images
 
     _require_models()
     if not args.paths and not args.samples:
         raise BadArgument("give image files or folders to diagnose, or --samples")
+    _check_engine(args)
     samples = sample_images() if args.samples else []
     if args.samples and not samples:
         from .deps import install_command
@@ -432,9 +453,21 @@ def cmd_diagnose(args) -> int:
     protected.update(p.resolve() for p in paths)
     threshold = _resolve_threshold(args)
     output_folder(args.out, "--out")
-    _say_removed(args.out, remove_earlier_outputs(args.out), "overlay")
-    rows: list[dict] = []
+    stream = RowsFolder(args.out) if args.jsonl else None
+    if not stream:  # a --jsonl folder keeps every run's rows and overlays (a rerun resumes)
+        _say_removed(args.out, remove_earlier_outputs(args.out), "overlay")
+    settings = Settings(threshold, not args.no_tta, not args.no_learned, None if args.no_overlay else str(args.out),
+                        stream.overlay_subfolder if stream else "")  # fmt: skip
+    if stream and not args.no_overlay:
+        output_folder(args.out / stream.overlay_subfolder, "--out")
+    done = stream.done_paths() if stream else set()
+    jobs = [(i, str(path)) for i, path in enumerate(paths) if path.resolve() not in done]
+    if done:
+        print(f"{len(paths) - len(jobs)} of {len(paths)} image(s) already in {stream.folder}: skipped")
+    rows: list[dict] = []  # report.json's; with --jsonl they go to the rows folder instead of memory
     skipped: list[dict] = []
+    diagnosed = suspect = 0
+    notes: set[str] = set()
     status = EXIT_OK
     columns = terminal_columns()
     numbers = 34  # " verdict score  ppl hands faces  " between the name and the top part
@@ -442,43 +475,56 @@ def cmd_diagnose(args) -> int:
     top_width = max(len("top part"), columns - numbers - width)
     print(f"{'image':{width}} {'verdict':8} {'score':>5}  {'ppl':>3} {'hands':>5} {'faces':>5}  top part")
     try:
-        _load_detectors()  # all of them before the first row (a failure still writes the report)
-        for i, path, image in _readable(paths, skipped):
-            try:
-                detections, diagnosis = diagnose_image(
-                    image, threshold=threshold, tta=not args.no_tta, learned=not args.no_learned
-                )
-            except HumanRefineError:
-                raise  # models or runtime: every further image would fail the same way
-            except Exception as exc:
-                _skip(skipped, path, failure_on(path, exc))
-                continue
-            entry = image_dict(diagnosis, str(path))
-            rows.append(entry)
-            if not args.no_overlay:
-                overlay_name = f"{output_stem(i, path)}_overlay.png"
-                save_png(args.out / overlay_name, draw_overlay(image, detections, diagnosis))
-                entry["overlay"] = overlay_name
-            top = [diagnosis.parts[i] for i in diagnosis.worst_first()[:1]]  # the first flagged one when any is
-            top_text = f"{top[0].label()} {top[0].score:.2f} {'; '.join(top[0].reasons[:1])}".strip() if top else "-"
-            print(
-                f"{fit_name(str(path), width):{width}} {diagnosis.verdict:8} {diagnosis.score:5.2f}  "
-                f"{len(detections.people):3d} {len(detections.hands):5d} {len(detections.faces):5d}  "
-                f"{fit_text(top_text, top_width)}"
-            )
+        with contextlib.ExitStack() as stack:
+            if args.engine == "ray":
+                from . import scale
+
+                workers = stack.enter_context(scale.started(args.address, args.workers))
+                results = scale.ray_results(jobs, settings, workers)
+                stack.callback(results.close)  # before Ray shuts down
+            else:
+                _load_detectors()  # all of them before the first row (a failure still writes the report)
+                results = local_results(jobs, settings)
+            for result in results:
+                if "skipped" in result:
+                    _skip(skipped, Path(result["skipped"]["path"]), result["skipped"]["error"])
+                elif "entry" in result:
+                    entry, table = result["entry"], result["table"]
+                    diagnosed += 1
+                    suspect += entry["verdict"] == "suspect"
+                    notes.update(entry["notes"])
+                    if not stream:
+                        rows.append(entry)
+                    if "fatal" not in result:
+                        print(
+                            f"{fit_name(entry['path'], width):{width}} {entry['verdict']:8} {entry['score']:5.2f}  "
+                            f"{table['people']:3d} {table['hands']:5d} {table['faces']:5d}  "
+                            f"{fit_text(table['top'].strip(), top_width)}"
+                        )
+                if stream and "fatal" not in result:
+                    stream.add(row_of(result))
+                if "fatal" in result:  # models, runtime, an output: every further image would fail the same way
+                    raise HumanRefineError(result["fatal"])
     except KeyboardInterrupt:
-        print(f"interrupted after {len(rows)} of {len(paths)} image(s)", file=sys.stderr)
+        print(f"interrupted after {diagnosed} of {len(jobs)} image(s)", file=sys.stderr)
         status = EXIT_INTERRUPTED
     except HumanRefineError as exc:  # models, runtime, an output that cannot be written: stop, keep the report
         print(f"error: {exc}", file=sys.stderr)
         status = EXIT_USAGE
-    report = args.out / "report.json"
-    write_json(report, report_dict(rows, skipped=skipped, complete=status == EXIT_OK))
-    suspect = sum(r["verdict"] == "suspect" for r in rows)
-    for note in sorted({note for r in rows for note in r.get("notes", [])}):
+    if stream:
+        stream.flush()  # the rows finished before a stop too
+        report = stream.folder
+        total = stream.count_rows()
+        summary = report_dict([], complete=status == EXIT_OK and total >= len(paths))  # every image has its row
+        del summary["images"], summary["skipped"]
+        write_json(args.out / "rows.json", {**summary, "rows": total, "folder": ROWS_FOLDER})
+    else:
+        report = args.out / "report.json"
+        write_json(report, report_dict(rows, skipped=skipped, complete=status == EXIT_OK))
+    for note in sorted(notes):
         print(f"note: {note}")
     unreadable = f"; {len(skipped)} could not be diagnosed (named above)" if skipped else ""
-    print(f"{len(rows)} image(s): {suspect} suspect{unreadable}; report: {report}")
+    print(f"{diagnosed} image(s): {suspect} suspect{unreadable}; report: {report}")
     return status or (EXIT_USAGE if skipped else EXIT_OK)
 
 
@@ -712,6 +758,9 @@ def cmd_bench(args) -> int:
         if args.json.resolve() in inputs:
             raise BadArgument(f"--json {args.json} is one of the inputs; give a new file name")
         output_file(args.json, "--json")
+    if args.engine == "ray" and args.judge:
+        raise BadArgument("--engine ray goes with the diagnosis figures, not --judge")
+    _check_engine(args)
     if args.judge:
         result = _judge_bench(args, labels)
         text = dumps_json(result)
@@ -723,10 +772,20 @@ def cmd_bench(args) -> int:
         from .client import check_server
 
         check_server(url, auth=args.user, timeout=args.timeout)  # before the scoring, not after it
-    result = run_bench(
-        labels, threshold=_resolve_threshold(args), tta=not args.no_tta, progress=sys.stderr,
-        learned=not args.no_learned, stability=not args.no_stability,
-    )  # fmt: skip
+    threshold = _resolve_threshold(args)
+    with contextlib.ExitStack() as stack:
+        diagnoses = None
+        if args.engine == "ray":
+            from . import scale
+
+            workers = stack.enter_context(scale.started(args.address, args.workers))
+            paths = [item.path for item in labels]
+            diagnoses = scale.ray_bench_diagnoses(paths, threshold, not args.no_tta, not args.no_learned, workers)
+            stack.callback(diagnoses.close)  # before Ray shuts down
+        result = run_bench(
+            labels, threshold=threshold, tta=not args.no_tta, progress=sys.stderr, learned=not args.no_learned,
+            stability=not args.no_stability, diagnoses=diagnoses,
+        )  # fmt: skip
     if url:
         from .bench import refine_acceptance
 

@@ -4,7 +4,7 @@ import re
 
 from conftest import REPO
 
-from lib_humanrefine import models
+from lib_humanrefine import models, scale
 from lib_humanrefine.detect import runtime
 
 UNSAFE = re.compile(r"\bpickle\b|\bcPickle\b|\bdill\b|\bjoblib\b|torch\.load|allow_pickle\s*=\s*True")
@@ -49,7 +49,8 @@ def test_dependencies_are_pinned():
         for line in (REPO / name).read_text().splitlines():
             line = line.split("#", 1)[0].strip()
             if line and not line.startswith("-r "):
-                assert re.match(r"^[A-Za-z0-9_.\-]+==[0-9][^ ;]*( *;.*)?$", line), f"{name}: {line} is not pinned"
+                pinned = r"^[A-Za-z0-9_.\-]+(\[[a-z,]+\])?==[0-9][^ ;]*( *;.*)?$"  # an extra allowed: ray[data]==X
+                assert re.match(pinned, line), f"{name}: {line} is not pinned"
     install = (REPO / "install.py").read_text()
     version = re.search(r'LITERT_VERSION = "([^"]+)"', install).group(1)
     onnx = re.search(r'ONNXRUNTIME_VERSION = "([^"]+)"', install).group(1)
@@ -58,6 +59,7 @@ def test_dependencies_are_pinned():
     assert f"ai-edge-litert=={version}" in runtime_requirements and f"onnxruntime=={onnx}" in runtime_requirements
     assert f"ai-edge-litert=={version}" == runtime.LITERT_PIN  # the version the error messages tell users to install
     assert all(wheel.requirement.count("==") == 1 for wheel in models.WHEELS.values())
+    assert scale.RAY_REQUIREMENT in (REPO / "requirements-dev.txt").read_text().splitlines()  # the one users are told
 
 
 def unpinned_installs(install_py: str) -> list[str] | None:
