@@ -67,10 +67,18 @@ def started(address: str | None = None, workers: int | None = None):
         ray.shutdown()
 
 
-def _worker_environment(models_dir: str | None, heads: str | None) -> None:
-    """A worker's models and heads as the driver's (a worker is a separate process, maybe on another machine)."""
-    from . import models
+WORKER_THREADS = 1  # each actor holds one of Ray's CPUs (map_batches' num_cpus): one thread per model
 
+
+def _worker_environment(models_dir: str | None, heads: str | None) -> None:
+    """A worker's models and heads as the driver's (a worker is a separate process, maybe on another
+    machine), and its detectors and encoder on one thread each, as Ray counts it, unless
+    ``$HUMANREFINE_THREADS`` says otherwise (two-thread workers on every core would double-book them)."""
+    from . import models
+    from .detect import runtime
+
+    if "HUMANREFINE_THREADS" not in os.environ:
+        runtime.NUM_THREADS = WORKER_THREADS
     if models_dir:
         models.set_models_dir(models_dir)
     if heads:
@@ -100,13 +108,14 @@ class _DiagnoseWorker:
         self.settings = Settings(**settings)
 
     def __call__(self, batch: dict) -> dict:
+        from .detect import runtime
         from .folder import diagnose_file
         from .metrics import rss_mb
 
         results = []
         for index, path in zip(batch["index"], batch["path"]):
             result = diagnose_file(int(index), str(path), self.settings)
-            result["worker"] = {"pid": os.getpid(), "rss_mb": round(rss_mb(), 1)}
+            result["worker"] = {"pid": os.getpid(), "rss_mb": round(rss_mb(), 1), "threads": runtime.NUM_THREADS}
             results.append(json.dumps(result))
         return {"result": results}
 

@@ -825,3 +825,13 @@ def test_bench_prints_the_held_out_figures_presets_and_teach_curve():
     assert "generated only" in table and "balanced" in table and "10 %" in table
     assert "k =  5: +0.030 over 1 groups" in table and "couple hugging 0.60->0.63" in table
     assert "k = 20: no held-out group" in table
+
+
+def test_the_encoder_takes_the_detectors_thread_count_unless_told(models_ready, monkeypatch):
+    from lib_humanrefine.detect import runtime
+    from lib_humanrefine.diagnose.learned.encoder import Encoder
+
+    monkeypatch.setattr(runtime, "NUM_THREADS", 1)
+    path = str(models_ready / models.ENCODER)
+    assert Encoder(path).session.get_session_options().intra_op_num_threads == 1
+    assert Encoder(path, threads=2).session.get_session_options().intra_op_num_threads == 2

@@ -221,3 +221,19 @@ def test_no_ray_process_is_left_behind():
         for match in [re.search(r"--session-name=session_\S*_(\d+)\b", line)] if match
     }  # fmt: skip
     assert not [pid for pid in starters if not Path(f"/proc/{pid}").exists()]
+
+
+def test_a_ray_worker_runs_its_models_on_the_one_cpu_ray_gives_it(monkeypatch):
+    """Ray books one CPU per actor: two-thread detectors and encoder on every core would double-book them;
+    an explicit $HUMANREFINE_THREADS is the user's and stays."""
+    from lib_humanrefine import scale
+    from lib_humanrefine.detect import runtime
+
+    monkeypatch.setattr(runtime, "NUM_THREADS", 2)
+    monkeypatch.delenv("HUMANREFINE_THREADS", raising=False)
+    scale._worker_environment(None, None)
+    assert runtime.NUM_THREADS == scale.WORKER_THREADS == 1
+    monkeypatch.setattr(runtime, "NUM_THREADS", 3)
+    monkeypatch.setenv("HUMANREFINE_THREADS", "3")
+    scale._worker_environment(None, None)
+    assert runtime.NUM_THREADS == 3

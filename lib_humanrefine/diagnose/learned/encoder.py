@@ -104,8 +104,13 @@ def _session(ort, path: Path, options):
 
 
 class Encoder:
-    def __init__(self, path: str, threads: int = 2):
+    def __init__(self, path: str, threads: int | None = None):
+        """``threads``: onnxruntime's intra-op threads (default: the detectors', ``$HUMANREFINE_THREADS`` or 2)."""
         import onnxruntime as ort
+
+        from ...detect import runtime
+
+        threads = threads or runtime.NUM_THREADS
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
