@@ -528,7 +528,6 @@ def cmd_diagnose(args) -> int:
     return status or (EXIT_USAGE if skipped else EXIT_OK)
 
 
-GENERATION_DEFAULTS = {"prompt": "", "negative_prompt": "", "steps": 20, "cfg_scale": 7.0, "sampler": None}
 _SAID = {"prompt": "prompt", "negative_prompt": "negative prompt", "seed": "seed {}", "steps": "steps {}",
          "cfg_scale": "CFG {:g}", "sampler": "sampler {}"}  # fmt: skip
 
@@ -565,7 +564,14 @@ def generation_values(args, path: Path, seed_default: int, size: tuple[int, int]
         "cfg_scale": None if cfg is None else min(30.0, max(1.0, cfg)),  # as the tab bounds it
         "sampler": generation.sampler_name,
     }
-    defaults = {"prompt": "", "negative_prompt": "", "seed": seed_default, **GENERATION_DEFAULTS}
+    defaults = {
+        "prompt": "",
+        "negative_prompt": "",
+        "seed": seed_default,
+        "steps": 20,
+        "cfg_scale": 7.0,
+        "sampler": None,
+    }
     values: dict = {"from_image": []}
     said = []
     for key, default in defaults.items():
@@ -629,7 +635,7 @@ def cmd_plan(args) -> int:
             except Exception as exc:
                 _skip(skipped, path, failure_on(path, exc))
                 continue
-            generation = {"sampler": values["sampler"], "from_image": values.get("from_image", [])}
+            generation = {"sampler": values["sampler"], "from_image": values["from_image"]}
             write_plan(image, plan, args.out if len(paths) == 1 else args.out / output_stem(i, path), str(path),
                        extra={"generation": generation})  # fmt: skip
             done += 1

@@ -48,7 +48,18 @@ def install_command(module: str) -> str:
         target = dep.distribution
     else:
         target = f"humanrefine[{dep.extra}]" if dep.extra else "humanrefine"
-    words = [sys.executable, "-m", "pip", "install", target]
+    return pip_install_command(target)
+
+
+def pip_install_command(*args: str) -> str:
+    """``<this Python> -m pip install ARGS...``, quoted for this platform's shell: installs into the
+    environment that runs HumanRefine (the WebUI's venv inside a WebUI), not whatever ``pip`` is first
+    on the PATH."""
+    return shell_join([sys.executable, "-m", "pip", "install", *args])
+
+
+def shell_join(words: list[str]) -> str:
+    """One command line, quoted for this platform's shell."""
     return subprocess.list2cmdline(words) if sys.platform == "win32" else shlex.join(words)
 
 

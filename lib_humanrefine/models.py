@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .atomic import write_bytes
+from .deps import shell_join
 from .errors import CannotWrite, ModelsMissing
 
 ENV_MODELS_DIR = "HUMANREFINE_MODELS"
@@ -196,19 +196,7 @@ def cli_command(args: list[str], folder: str | os.PathLike | None = None, python
     head = list(command_head) if command_head and python == "python" else [python, "-m", "lib_humanrefine"]
     if folder != user_cache_dir() or os.environ.get(ENV_MODELS_DIR):
         head += ["--models-dir", str(folder)]
-    return _shell_join(head + list(args))
-
-
-def pip_install_command(*args: str) -> str:
-    """``<this Python> -m pip install ARGS...``, quoted for this platform's shell: installs into the
-    environment that runs HumanRefine (the WebUI's venv inside a WebUI), not whatever ``pip`` is first
-    on the PATH."""
-    return _shell_join([sys.executable, "-m", "pip", "install", *args])
-
-
-def _shell_join(words: list[str]) -> str:
-    """One command line, quoted for this platform's shell."""
-    return subprocess.list2cmdline(words) if sys.platform == "win32" else shlex.join(words)
+    return shell_join(head + list(args))
 
 
 def sha256_of(path: Path) -> str:

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import models
-from ..deps import install_command
+from ..deps import DEPENDENCIES, install_command, pip_install_command
 from ..errors import HumanRefineError
 
-LITERT_PIN = "ai-edge-litert==2.3.0"
+LITERT_PIN = DEPENDENCIES["ai_edge_litert"].distribution  # the version install.py installs
 
 
 def _threads() -> int:
@@ -65,7 +65,7 @@ class Model:
             except (RuntimeError, ValueError) as exc:
                 raise HumanRefineError(
                     f"LiteRT failed running the model {self.name} ({_first_line(exc)}); reinstall the runtime: "
-                    f"{models.pip_install_command('--force-reinstall', LITERT_PIN)}"
+                    f"{pip_install_command('--force-reinstall', LITERT_PIN)}"
                 ) from None
 
 
@@ -88,7 +88,7 @@ def load(name: str) -> Model:
                 raise HumanRefineError(
                     f"LiteRT could not load the model {path} ({_first_line(exc)}); fetch the models again with "
                     f"{models.fetch_command()} --force, or reinstall the runtime: "
-                    f"{models.pip_install_command(LITERT_PIN)}"
+                    f"{pip_install_command(LITERT_PIN)}"
                 ) from None
             inp = interpreter.get_input_details()[0]
             model = Model(

@@ -123,6 +123,7 @@ def extract(
     row is only its kind and label (the heads do not look at part crops). ``encoder``: one already
     loaded, else one is made. An image that cannot be read or diagnosed is named on ``progress``,
     added to ``skipped`` and left out (without ``skipped``: BadImage)."""
+    from ..deps import install_command
     from ..diagnose import diagnose_image
     from ..diagnose.learned import embed_image
     from ..diagnose.learned.encoder import Encoder
@@ -133,7 +134,7 @@ def extract(
     try:
         encoder = encoder or Encoder(str(models.model_path(models.ENCODER)))
     except ImportError:
-        raise HumanRefineError("training needs onnxruntime: pip install onnxruntime==1.23.2") from None
+        raise HumanRefineError(f"training needs onnxruntime: {install_command('onnxruntime')}") from None
     out = []
     start = time.perf_counter()
     for n, sample in enumerate(samples, 1):

@@ -20,6 +20,7 @@ import threading
 import numpy as np
 
 from .. import models
+from ..deps import pip_install_command
 from ..errors import HumanRefineError
 
 DLIB = "dlib-bin==20.0.1.post1"
@@ -64,7 +65,7 @@ def status() -> tuple[FaceIdentity | None, str | None]:
 
 def _load() -> FaceIdentity | str:
     if importlib.util.find_spec("dlib") is None:
-        return f"identity not checked: dlib is not installed ({models.pip_install_command(DLIB)})"
+        return f"identity not checked: dlib is not installed ({pip_install_command(DLIB)})"
     try:
         models.model_path(models.FACE_DESCRIPTOR)
         models.model_path(models.FACE_ALIGNER)
