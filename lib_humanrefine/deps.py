@@ -37,6 +37,7 @@ DEPENDENCIES: dict[str, Dependency] = {
         Dependency("skimage", _SKIMAGE, "cli", "--samples"),
         Dependency("matplotlib", "matplotlib==3.9.4", "cli", "--samples"),
         Dependency("sklearn", "scikit-learn==1.6.1", "train", "training"),
+        Dependency("ray", "ray[data]==2.60.0", "scale", "--engine ray"),
     )
 }
 

@@ -16,9 +16,10 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from .deps import DEPENDENCIES, install_command
 from .errors import BadArgument, HumanRefineError
 
-RAY_REQUIREMENT = "ray[data]==2.60.0"
+RAY_REQUIREMENT = DEPENDENCIES["ray"].distribution
 LOCAL_OBJECT_STORE_BYTES = 256 * 1024**2  # results are small: a small store leaves the memory to the models
 BATCH_ROWS = 4  # images per call on a worker
 BLOCK_ROWS = 16  # images per Ray block: results reach the driver a block at a time, so keep it small
@@ -34,9 +35,7 @@ def _ray():
         import ray
         import ray.data  # the extra, not only ray's core
     except ImportError:
-        raise HumanRefineError(
-            f"--engine ray needs Ray Data: pip install '{RAY_REQUIREMENT}' (or the [scale] extra)"
-        ) from None
+        raise HumanRefineError(f"--engine ray needs Ray Data: {install_command('ray')}") from None
     return ray
 
 
