@@ -469,6 +469,7 @@ def cmd_diagnose(args) -> int:
     diagnosed = suspect = 0
     notes: set[str] = set()
     status = EXIT_OK
+    finished = False  # every job's result came (a Ctrl-C while Ray shuts down afterwards loses none)
     columns = terminal_columns()
     numbers = 34  # " verdict score  ppl hands faces  " between the name and the top part
     width = name_width(paths, columns - numbers, share=0.55, reserve=20)
@@ -505,6 +506,7 @@ def cmd_diagnose(args) -> int:
                     stream.add(row_of(result))
                 if "fatal" in result:  # models, runtime, an output: every further image would fail the same way
                     raise HumanRefineError(result["fatal"])
+            finished = True
     except KeyboardInterrupt:
         print(f"interrupted after {diagnosed} of {len(jobs)} image(s)", file=sys.stderr)
         status = EXIT_INTERRUPTED
@@ -515,12 +517,12 @@ def cmd_diagnose(args) -> int:
         stream.flush()  # the rows finished before a stop too
         report = stream.folder
         total = stream.count_rows()
-        summary = report_dict([], complete=status == EXIT_OK and total >= len(paths))  # every image has its row
+        summary = report_dict([], complete=finished and total >= len(paths))  # every image has its row
         del summary["images"], summary["skipped"]
         write_json(args.out / "rows.json", {**summary, "rows": total, "folder": ROWS_FOLDER})
     else:
         report = args.out / "report.json"
-        write_json(report, report_dict(rows, skipped=skipped, complete=status == EXIT_OK))
+        write_json(report, report_dict(rows, skipped=skipped, complete=finished))
     for note in sorted(notes):
         print(f"note: {note}")
     unreadable = f"; {len(skipped)} could not be diagnosed (named above)" if skipped else ""

@@ -56,6 +56,7 @@ def started(address: str | None = None, workers: int | None = None):
     except (ConnectionError, ValueError, RuntimeError) as exc:
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
         raise HumanRefineError(f"could not start {where}: {' '.join(str(exc).split())[:200]}") from None
+    interrupted = threading.Event()
     try:
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True
@@ -63,7 +64,12 @@ def started(address: str | None = None, workers: int | None = None):
         context.print_on_execution_start = False
         yield workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
     finally:
-        ray.shutdown()
+        # Ctrl-C inside ray.shutdown leaves Ray's core worker half shut down, and a thread of Ray's
+        # then ends the process (exit 1, before the report is written): held until Ray is down
+        with _ctrl_c_held(interrupted):
+            ray.shutdown()
+    if interrupted.is_set():
+        raise KeyboardInterrupt  # came while Ray shut down after the work: honoured now
 
 
 WORKER_THREADS = 1  # each actor holds one of Ray's CPUs (map_batches' num_cpus): one thread per model
@@ -159,13 +165,15 @@ def _mapped(rows: list[dict], worker_class, constructor: dict, workers: int):
 
 
 @contextlib.contextmanager
-def _ctrl_c_between_batches():
-    """Ctrl-C as a request, honoured between batches: Ray Data's iterator, blocked waiting for one,
-    lets the KeyboardInterrupt go by. Yields the request's event; a second Ctrl-C interrupts at once."""
+def _ctrl_c_held(requested: threading.Event | None = None):
+    """Ctrl-C as a request, set on ``requested`` (a new event by default) and yielded, for the caller
+    to honour when it is safe; a second Ctrl-C interrupts at once. Signals reach the main thread only:
+    elsewhere nothing is held."""
+    if requested is None:
+        requested = threading.Event()
     if threading.current_thread() is not threading.main_thread():
-        yield threading.Event()
+        yield requested
         return
-    requested = threading.Event()
 
     def request(signum, frame):
         if requested.is_set():
@@ -186,10 +194,11 @@ def _batch_iterator(dataset):
 
 
 def _batches(dataset) -> Iterator[dict]:
-    """The dataset's batches in order; KeyboardInterrupt after the batch during which Ctrl-C came."""
+    """The dataset's batches in order; KeyboardInterrupt after the batch during which Ctrl-C came
+    (Ray Data's iterator, blocked waiting for a batch, lets a KeyboardInterrupt go by)."""
     from ray.exceptions import RayError
 
-    with _ctrl_c_between_batches() as interrupted, contextlib.closing(_batch_iterator(dataset)) as batches:
+    with _ctrl_c_held() as interrupted, contextlib.closing(_batch_iterator(dataset)) as batches:
         while True:
             try:
                 batch = next(batches, None)

@@ -4,6 +4,7 @@ the command line, so Ray's processes end with it (checked at the end)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -12,11 +13,13 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
 from conftest import REPO
 
+from lib_humanrefine.errors import HumanRefineError
 from lib_humanrefine.images import find_images
 
 SMALL = [  # small real photos of hands and a face from ../shared/data (seconds, not minutes, per run)
@@ -25,7 +28,7 @@ SMALL = [  # small real photos of hands and a face from ../shared/data (seconds,
     "real/meshgraphormer_internet_fig3.jpg",
     "real/insightface_Tom_Hanks_54745.png",
 ]
-COPIES = 60
+COPIES = 300  # copies of one photo: a run a Ctrl-C catches midway even when the test reads its rows late
 RAY = ("--engine", "ray", "--workers", "2")
 TIMED = {"timings_ms"}  # differs between any two runs, engines or not
 
@@ -170,6 +173,78 @@ def test_interrupted_ray_run_writes_report_json_marked_incomplete(models_ready, 
     assert report["complete"] is False and 1 <= len(report["images"]) < COPIES
     order = [e["path"] for e in report["images"]]
     assert order == [str(p) for p in find_images([images])][: len(order)]  # the first images, in the folder's order
+
+
+class _FakeRay(types.ModuleType):
+    """Ray's calls that ``started`` makes; ``shutdown`` takes ``ctrl_c`` Ctrl-Cs on its way."""
+
+    def __init__(self, ctrl_c: int):
+        super().__init__("ray")
+        self.data = types.SimpleNamespace(DataContext=types.SimpleNamespace(get_current=types.SimpleNamespace))
+        self.data.DataContext.get_current = lambda: types.SimpleNamespace(execution_options=types.SimpleNamespace())
+        self.ctrl_c, self.shut_down = ctrl_c, False
+
+    def init(self, **options):
+        pass
+
+    def cluster_resources(self):
+        return {"CPU": 2.0}
+
+    def shutdown(self):
+        for _ in range(self.ctrl_c):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the handler runs here, in the main thread
+        self.shut_down = True
+
+
+@pytest.fixture
+def fake_ray(monkeypatch):
+    def install(ctrl_c: int) -> _FakeRay:
+        ray = _FakeRay(ctrl_c)
+        monkeypatch.setitem(sys.modules, "ray", ray)
+        monkeypatch.setitem(sys.modules, "ray.data", ray.data)
+        return ray
+
+    return install
+
+
+def test_ctrl_c_while_ray_shuts_down_waits_until_it_is_down(fake_ray):
+    """A Ctrl-C inside ray.shutdown once ended the process from Ray's own thread (exit 1, no report):
+    it is held until Ray is down, then raised; a failure of the run itself stays the one raised."""
+    from lib_humanrefine import scale
+
+    ray = fake_ray(ctrl_c=1)
+    with pytest.raises(KeyboardInterrupt), scale.started(workers=2) as workers:
+        assert workers == 2
+    assert ray.shut_down
+    ray = fake_ray(ctrl_c=1)
+    with pytest.raises(HumanRefineError, match="the run's own"), scale.started(workers=2):
+        raise HumanRefineError("the run's own")
+    assert ray.shut_down
+    ray = fake_ray(ctrl_c=0)
+    with scale.started(workers=2):
+        pass
+    assert ray.shut_down and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    ray = fake_ray(ctrl_c=2)  # a second Ctrl-C: the user insists, at once
+    with pytest.raises(KeyboardInterrupt), scale.started(workers=2):
+        pass
+    assert not ray.shut_down
+
+
+def test_ctrl_c_after_the_last_image_keeps_the_report_complete(models_ready, cli, monkeypatch, images, tmp_path):
+    from lib_humanrefine import folder, scale
+
+    @contextlib.contextmanager
+    def started_then_ctrl_c(address=None, workers=None):
+        yield 2
+        raise KeyboardInterrupt  # as started() raises a Ctrl-C that came while Ray shut down
+
+    monkeypatch.setattr(scale, "started", started_then_ctrl_c)
+    monkeypatch.setattr(scale, "ray_results", lambda jobs, settings, workers: folder.local_results(jobs, settings))
+    code, out, err = cli("diagnose", images, "--out", tmp_path / "out", "--no-learned", *RAY)
+    assert code == 130 and f"interrupted after {len(SMALL)} of {len(SMALL) + 1} image(s)" in err
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["complete"] is True and len(report["images"]) == len(SMALL)
 
 
 def test_bench_on_ray_gives_the_single_process_figures(models_ready, ray_installed, images, tmp_path):
