@@ -235,12 +235,12 @@ def run_bench(
 def _diagnosed(items: list[Labelled], diagnoses: Iterable | None, threshold: float, tta: bool, learned: bool):
     """(image, detections, diagnosis, error) of each item: diagnosed here, or taken from ``diagnoses``
     (the image read again here: the figures beyond the diagnosis need its pixels)."""
-    from .folder import bench_diagnosis
+    from .folder import diagnose_or_error
     from .images import load_image
 
     if diagnoses is None:
         for item in items:
-            yield bench_diagnosis(item.path, threshold, tta, learned)
+            yield diagnose_or_error(item.path, threshold, tta, learned)
         return
     for item, (detections, diagnosis, error) in zip(items, diagnoses):
         yield (None if error else load_image(item.path)), detections, diagnosis, error

@@ -47,19 +47,24 @@ def output_stem(i: int, path: Path) -> str:
     return f"{i:04d}_{stem}"
 
 
-def diagnose_path(path: Path, threshold: float, tta: bool, learned: bool):
-    """(image, detections, diagnosis) of one file; BadImage for a file that is not a usable image."""
+def diagnose_or_error(path: Path, threshold: float, tta: bool, learned: bool):
+    """One file's (image, detections, diagnosis, None), or (None, None, None, error) for an image that
+    failed: the one-line error of a file that is not a usable image, or of a HumanRefine bug on this
+    image, which must not cost the whole run. HumanRefineError (models, runtime) is raised: every
+    further image would fail the same way."""
     from .diagnose import diagnose_image
     from .images import load_image
 
-    image = load_image(path)
-    detections, diagnosis = diagnose_image(image, threshold=threshold, tta=tta, learned=learned)
-    return image, detections, diagnosis
-
-
-def failure(path: Path, exc: Exception) -> str:
-    """The one-line error for an image that failed (HumanRefineError, which ends a run, is not one)."""
-    return str(exc) if isinstance(exc, BadImage) else failure_on(path, exc)
+    try:
+        image = load_image(path)
+        detections, diagnosis = diagnose_image(image, threshold=threshold, tta=tta, learned=learned)
+    except BadImage as exc:
+        return None, None, None, str(exc)
+    except HumanRefineError:
+        raise
+    except Exception as exc:
+        return None, None, None, failure_on(path, exc)
+    return image, detections, diagnosis, None
 
 
 def diagnose_file(index: int, path: str, settings: Settings) -> dict:
@@ -70,13 +75,13 @@ def diagnose_file(index: int, path: str, settings: Settings) -> dict:
 
     file = Path(path)
     try:
-        image, detections, diagnosis = diagnose_path(file, settings.threshold, settings.tta, settings.learned)
+        image, detections, diagnosis, error = diagnose_or_error(
+            file, settings.threshold, settings.tta, settings.learned
+        )
     except HumanRefineError as exc:
-        if not isinstance(exc, BadImage):
-            return {"index": index, "fatal": str(exc)}
-        return {"index": index, "skipped": {"path": path, "error": str(exc)}}
-    except Exception as exc:
-        return {"index": index, "skipped": {"path": path, "error": failure(file, exc)}}
+        return {"index": index, "fatal": str(exc)}
+    if error is not None:
+        return {"index": index, "skipped": {"path": path, "error": error}}
     entry = image_dict(diagnosis, path)
     top = [diagnosis.parts[i] for i in diagnosis.worst_first()[:1]]  # the first flagged one when any is
     top_text = f"{top[0].label()} {top[0].score:.2f} {'; '.join(top[0].reasons[:1])}" if top else "-"
@@ -104,19 +109,6 @@ def local_results(jobs: Iterable[tuple[int, str]], settings: Settings) -> Iterat
     """The single-process engine: each ``(index, path)`` diagnosed here, in order."""
     for index, path in jobs:
         yield diagnose_file(index, path, settings)
-
-
-def bench_diagnosis(path: Path, threshold: float, tta: bool, learned: bool):
-    """``bench``'s per-image work: (image, detections, diagnosis, None) or (None, None, None, error)."""
-    try:
-        image, detections, diagnosis = diagnose_path(path, threshold, tta, learned)
-    except BadImage as exc:
-        return None, None, None, str(exc)
-    except HumanRefineError:
-        raise  # models or runtime: every further image would fail the same way
-    except Exception as exc:  # a HumanRefine bug on one image must not cost the whole run
-        return None, None, None, failure(path, exc)
-    return image, detections, diagnosis, None
 
 
 def row_of(result: dict) -> dict:

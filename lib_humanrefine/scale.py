@@ -142,12 +142,12 @@ class _BenchWorker:
     def __call__(self, batch: dict) -> dict:
         import numpy as np
 
-        from .folder import bench_diagnosis
+        from .folder import diagnose_or_error
 
         results = np.empty(len(batch["path"]), dtype=object)
         for n, path in enumerate(batch["path"]):
             try:
-                _image, detections, diagnosis, error = bench_diagnosis(Path(path), **self.options)
+                _image, detections, diagnosis, error = diagnose_or_error(Path(path), **self.options)
             except HumanRefineError as exc:
                 results[n] = _BenchOutcome(fatal=str(exc))
                 continue
