@@ -516,7 +516,7 @@ def cmd_diagnose(args) -> int:
     if stream:
         stream.flush()  # the rows finished before a stop too
         report = stream.folder
-        total = stream.count_rows()
+        total = stream.rows
         summary = report_dict([], complete=finished and total >= len(paths))  # every image has its row
         del summary["images"], summary["skipped"]
         write_json(args.out / "rows.json", {**summary, "rows": total, "folder": ROWS_FOLDER})

@@ -127,9 +127,11 @@ class RowsFolder:
         self.overlay_subfolder = f"overlays/{self.run}"
         self.block: list[dict] = []
         self.blocks = 0
+        self.rows = 0  # rows in the folder: earlier runs' (read by done_paths) and this run's written ones
 
     def done_paths(self) -> set[Path]:
-        """The images (resolved) that already have a row here, from earlier runs."""
+        """The images (resolved) that already have a row here, from earlier runs (read once, before
+        this run writes any: they are also counted in ``rows``)."""
         done: set[Path] = set()
         if not self.folder.is_dir():
             return done
@@ -141,12 +143,8 @@ class RowsFolder:
                     raise BadArgument(
                         f"{file}:{n}: not a row HumanRefine wrote; remove the file to diagnose its images again"
                     ) from None
+                self.rows += 1
         return done
-
-    def count_rows(self) -> int:
-        if not self.folder.is_dir():
-            return 0
-        return sum(len(f.read_text(encoding="utf-8").splitlines()) for f in self.folder.glob("*.jsonl"))
 
     def add(self, row: dict) -> None:
         self.block.append(row)
@@ -164,4 +162,5 @@ class RowsFolder:
         text = "".join(json.dumps(json_safe(row), allow_nan=False) + "\n" for row in self.block)
         self.blocks += 1
         write_text(self.folder / f"{self.run}-{self.blocks:06d}.jsonl", text)
+        self.rows += len(self.block)
         self.block = []
