@@ -180,8 +180,8 @@ class _FakeRay(types.ModuleType):
 
     def __init__(self, ctrl_c: int):
         super().__init__("ray")
-        self.data = types.SimpleNamespace(DataContext=types.SimpleNamespace(get_current=types.SimpleNamespace))
-        self.data.DataContext.get_current = lambda: types.SimpleNamespace(execution_options=types.SimpleNamespace())
+        context = types.SimpleNamespace(execution_options=types.SimpleNamespace())
+        self.data = types.SimpleNamespace(DataContext=types.SimpleNamespace(get_current=lambda: context))
         self.ctrl_c, self.shut_down = ctrl_c, False
 
     def init(self, **options):
